@@ -1,0 +1,2 @@
+// Package evidence is the root of the evidence module. See the sub-packages.
+package evidence
