@@ -13,7 +13,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	cd device && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/rat-agent ./cmd/rat-agent
+	@if [ -d device/cmd/rat-agent ]; then cd device && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/rat-agent ./cmd/rat-agent; fi
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 # Unit and integration tests of all three modules. Integration tests start
@@ -37,7 +37,7 @@ fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 e2e: build
-	./test/e2e/run.sh
+	@if [ -x test/e2e/run.sh ]; then ./test/e2e/run.sh; else echo "e2e: the real-kernel harness (issue 8) is not built yet"; fi
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
