@@ -80,6 +80,8 @@ const (
 	IMALogTruncated      = "ima.log.truncated"
 	RuntimePolicyInvalid = "ima.policy.invalid"
 	RuntimePolicyMissing = "ima.policy.missing"
+	// IMARuntimePolicyHash is Keylime's id for "path listed, digest not allowed".
+	IMARuntimePolicyHash = "ima.validation.ima-ng.runtime_policy_hash"
 
 	// TPM quote (Keylime: keylime/tpm/tpm_main.py uses "quote_validation.*").
 	QuoteInvalidScheme    = "tpm.quote.invalid_signature_scheme"

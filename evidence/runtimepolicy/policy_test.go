@@ -1,0 +1,176 @@
+package runtimepolicy
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ratatouille/rat/evidence/ima"
+)
+
+const td = "../../testdata/keylime"
+
+func readFile(t testing.TB, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(td, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string
+		data    string
+		wantErr string
+	}{
+		{name: "keylime signing input", file: "policy/sign-runtime-policy.json"},
+		{name: "empty-log output", file: "create-policy-static/test1/output1.json"},
+		{name: "with ima-buf", file: "create-policy-static/test2/output6.json"},
+		{name: "with excludes", file: "create-policy-static/test3/output2.json"},
+		{name: "sha256: prefixed digests", file: "policy/runtime-policy-test.json", wantErr: "/digests/boot_aggregate/0"},
+		{name: "bogus", file: "policy/sign-runtime-policy-bogus.json", wantErr: "not JSON"},
+		{name: "empty policy", file: "policy/sign-runtime-policy-empty.json"},
+		{name: "empty input", data: " \n", wantErr: "empty input"},
+		{name: "not an object", data: `[1,2]`, wantErr: "schema"},
+		{name: "missing ima", data: `{"meta":{"version":1,"generator":1},"release":0,"digests":{},"excludes":[],"keyrings":{},"ima-buf":{},"verification-keys":""}`, wantErr: "ima"},
+		{name: "bad log_hash_alg", data: `{"meta":{"version":1,"generator":1},"release":0,"digests":{},"excludes":[],"keyrings":{},"ima":{"ignored_keyrings":[],"log_hash_alg":"md5","dm_policy":null},"ima-buf":{},"verification-keys":""}`, wantErr: "/ima/log_hash_alg"},
+		{name: "lookahead exclude", data: `{"meta":{"version":1,"generator":1},"release":0,"digests":{},"excludes":["/tmp/(?!x)"],"keyrings":{},"ima":{"ignored_keyrings":[],"log_hash_alg":"sha1","dm_policy":null},"ima-buf":{},"verification-keys":""}`, wantErr: "excludes[0]"},
+		{name: "generator out of range", data: `{"meta":{"version":1,"generator":9},"release":0,"digests":{},"excludes":[],"keyrings":{},"ima":{"ignored_keyrings":[],"log_hash_alg":"sha1","dm_policy":null},"ima-buf":{},"verification-keys":""}`, wantErr: "/meta/generator"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			data := []byte(tc.data)
+			if tc.file != "" {
+				data = readFile(t, tc.file)
+			}
+			p, err := Parse(data)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+				// Round trip through Marshal keeps it valid and equal.
+				out, err := p.Marshal()
+				if err != nil {
+					t.Fatal(err)
+				}
+				q, err := Parse(out)
+				if err != nil {
+					t.Fatalf("re-Parse: %v", err)
+				}
+				if !reflect.DeepEqual(canon(t, out), canon(t, mustMarshal(t, q))) {
+					t.Fatal("round trip changed the policy")
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Parse accepted invalid policy")
+			}
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %q: want ErrInvalid mentioning %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func mustMarshal(t testing.TB, p *Policy) []byte {
+	t.Helper()
+	b, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// canon decodes JSON into generic form with meta.timestamp removed.
+func canon(t testing.TB, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if meta, ok := m["meta"].(map[string]any); ok {
+		delete(meta, "timestamp")
+	}
+	return m
+}
+
+func TestFromEntriesMatchesKeylime(t *testing.T) {
+	s := "create-policy-static/"
+	exclude := strings.Fields(string(readFile(t, s+"test3/exclude-list-1")))
+	tests := []struct {
+		name   string
+		logs   []string
+		opts   []GenOption
+		expect string
+	}{
+		{name: "empty log", logs: nil, expect: "test1/output1.json"},
+		{name: "test2 log1", logs: []string{"test2/ascii_runtime_measurements-1"}, expect: "test2/output1.json"},
+		{name: "test2 log1+2 default drops ima-buf", logs: []string{"test2/ascii_runtime_measurements-1", "test2/ascii_runtime_measurements-2"}, expect: "test2/output1.json"},
+		{name: "ima-buf", logs: []string{"test2/ascii_runtime_measurements-1", "test2/ascii_runtime_measurements-2"}, opts: []GenOption{WithIMABuf()}, expect: "test2/output3.json"},
+		{name: "ima-buf ignored keyring", logs: []string{"test2/ascii_runtime_measurements-1", "test2/ascii_runtime_measurements-2"}, opts: []GenOption{WithIMABuf(), WithIgnoredKeyrings(".builtin_trusted_keys")}, expect: "test2/output4.json"},
+		{name: "keyrings ignored keyring", logs: []string{"test2/ascii_runtime_measurements-1", "test2/ascii_runtime_measurements-2"}, opts: []GenOption{WithKeyrings(), WithIgnoredKeyrings(".builtin_trusted_keys")}, expect: "test2/output5.json"},
+		{name: "both", logs: []string{"test2/ascii_runtime_measurements-1", "test2/ascii_runtime_measurements-2"}, opts: []GenOption{WithIMABuf(), WithKeyrings(), WithIgnoredKeyrings(".builtin_trusted_keys")}, expect: "test2/output6.json"},
+		{name: "exclude list", logs: []string{"test3/ascii_runtime_measurements-1"}, opts: []GenOption{WithExcludes(exclude...)}, expect: "test3/output1.json"},
+		{name: "exclude + ignored keyrings", logs: []string{"test3/ascii_runtime_measurements-1"}, opts: []GenOption{WithExcludes(exclude...), WithIgnoredKeyrings(".builtin_trusted_keys", "test123")}, expect: "test3/output2.json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var entries []ima.Entry
+			for _, l := range tc.logs {
+				entries = append(entries, mustLog(t, filepath.Join(td, s+l))...)
+			}
+			opts := append([]GenOption{WithClock(func() time.Time { return time.Unix(0, 0) })}, tc.opts...)
+			p, err := FromEntries(entries, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := canon(t, mustMarshal(t, p))
+			want := canon(t, readFile(t, s+tc.expect))
+			if !reflect.DeepEqual(got, want) {
+				g, _ := json.Marshal(got)
+				w, _ := json.Marshal(want)
+				t.Fatalf("policy differs from Keylime's %s\n got: %s\nwant: %s", tc.expect, g, w)
+			}
+			if _, err := Parse(mustMarshal(t, p)); err != nil {
+				t.Fatalf("generated policy does not validate: %v", err)
+			}
+		})
+	}
+}
+
+func TestFromEntriesWithBase(t *testing.T) {
+	for _, alg := range []string{"sha1", "sha256", "sha384", "sha512"} {
+		t.Run(alg, func(t *testing.T) {
+			base, err := Parse(readFile(t, "create-runtime-policy/policy-"+alg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries := mustLog(t, filepath.Join(td, "create-runtime-policy/ima-log-"+alg))
+			p, err := FromEntries(entries, WithBase(base))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for path, ds := range base.Digests {
+				if !reflect.DeepEqual(p.Digests[path], ds) {
+					t.Errorf("base digest %s lost: %v", path, p.Digests[path])
+				}
+			}
+			for _, e := range entries {
+				if ev := Evaluate(p, []ima.Entry{e}); len(ev) != 0 {
+					t.Errorf("generated policy rejects its own log entry: %v", ev)
+				}
+			}
+			if len(p.Digests) != len(base.Digests)+len(entries) {
+				t.Errorf("digests: %d paths, want %d", len(p.Digests), len(base.Digests)+len(entries))
+			}
+		})
+	}
+}
