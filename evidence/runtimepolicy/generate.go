@@ -18,6 +18,7 @@ type genConfig struct {
 	imaBuf          bool
 	keyrings        bool
 	ignoredKeyrings []string
+	allowlist       map[string][]string
 	now             func() time.Time
 }
 
@@ -44,6 +45,12 @@ func WithKeyrings() GenOption { return func(c *genConfig) { c.keyrings = true } 
 // WithIgnoredKeyrings lists keyrings to ignore (Keylime's --ignored-keyrings).
 func WithIgnoredKeyrings(names ...string) GenOption {
 	return func(c *genConfig) { c.ignoredKeyrings = append(c.ignoredKeyrings, names...) }
+}
+
+// WithAllowlist merges a flat allowlist (see ParseAllowlist) into the
+// digests, as Keylime's --allowlist does.
+func WithAllowlist(digests map[string][]string) GenOption {
+	return func(c *genConfig) { c.allowlist = digests }
 }
 
 // WithClock sets the clock used for meta.timestamp.
@@ -77,6 +84,11 @@ func FromEntries(entries []ima.Entry, opts ...GenOption) (*Policy, error) {
 	}
 	if err := p.compile(); err != nil {
 		return nil, err
+	}
+	for path, ds := range cfg.allowlist {
+		for _, d := range ds {
+			addDigest(p.Digests, path, d)
+		}
 	}
 	for _, e := range entries {
 		d := hex.EncodeToString(e.Digest)

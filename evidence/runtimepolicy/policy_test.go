@@ -121,6 +121,16 @@ func TestFromEntriesMatchesKeylime(t *testing.T) {
 		{name: "exclude list", logs: []string{"test3/ascii_runtime_measurements-1"}, opts: []GenOption{WithExcludes(exclude...)}, expect: "test3/output1.json"},
 		{name: "exclude + ignored keyrings", logs: []string{"test3/ascii_runtime_measurements-1"}, opts: []GenOption{WithExcludes(exclude...), WithIgnoredKeyrings(".builtin_trusted_keys", "test123")}, expect: "test3/output2.json"},
 	}
+	al, err := ParseAllowlist(readFile(t, s+"test4/allowlist-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests = append(tests, struct {
+		name   string
+		logs   []string
+		opts   []GenOption
+		expect string
+	}{name: "flat allowlist", opts: []GenOption{WithAllowlist(al)}, expect: "test4/output1.json"})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var entries []ima.Entry
@@ -170,6 +180,30 @@ func TestFromEntriesWithBase(t *testing.T) {
 			}
 			if len(p.Digests) != len(base.Digests)+len(entries) {
 				t.Errorf("digests: %d paths, want %d", len(p.Digests), len(base.Digests)+len(entries))
+			}
+		})
+	}
+}
+
+func TestParseAllowlist(t *testing.T) {
+	tests := []struct {
+		name, in string
+		wantErr  bool
+		paths    int
+	}{
+		{name: "two", in: "76f8ae56f16b39f55be8145bee2824a6d64a84c0  /a\n76f8ae56f16b39f55be8145bee2824a6d64a84c1 /b\n", paths: 2},
+		{name: "comment and blank", in: "# x\n\n76f8ae56f16b39f55be8145bee2824a6d64a84c0  /a\n", paths: 1},
+		{name: "no path", in: "76f8ae56f16b39f55be8145bee2824a6d64a84c0\n", wantErr: true},
+		{name: "not hex", in: "zz /a\n", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := ParseAllowlist([]byte(tc.in))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			if err == nil && len(m) != tc.paths {
+				t.Fatalf("%d paths, want %d", len(m), tc.paths)
 			}
 		})
 	}
