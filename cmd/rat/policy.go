@@ -1,0 +1,261 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/ratatouille/rat/evidence/failure"
+	"github.com/ratatouille/rat/evidence/ima"
+	"github.com/ratatouille/rat/evidence/runtimepolicy"
+)
+
+func init() {
+	register(command{name: "policy", summary: "Keylime runtime policies: create, check", run: runPolicy})
+}
+
+const policyUsage = `usage:
+  rat policy create --ima-log FILE [--allowlist F] [--exclude-list F] [--base P] [--ima-buf]
+                    [--keyrings] [--ignored-keyring NAME]... -o policy.json
+  rat policy check --policy P --ima-log FILE [--json]
+exit: 0 ok, 1 policy violations (check), 2 usage or unusable input`
+
+func runPolicy(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(os.Stderr, policyUsage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	switch args[0] {
+	case "create":
+		return policyCreate(args[1:], os.Stdout, os.Stderr)
+	case "check":
+		return policyCheck(args[1:], os.Stdout, os.Stderr)
+	}
+	fmt.Fprintf(os.Stderr, "rat policy: unknown verb %q\n%s\n", args[0], policyUsage)
+	return 2
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func policyCreate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("rat policy create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	logPath := fs.String("ima-log", "", "IMA ascii measurement log")
+	allowlist := fs.String("allowlist", "", "flat allowlist (\"<digest> <path>\" lines)")
+	exclude := fs.String("exclude-list", "", "file of exclude regexes, one per line")
+	fs.StringVar(exclude, "exclude", "", "alias of --exclude-list")
+	base := fs.String("base", "", "base runtime policy to merge into")
+	imaBuf := fs.Bool("ima-buf", false, "keep ima-buf entries")
+	keyrings := fs.Bool("keyrings", false, "keep keyring entries")
+	var ignored multiFlag
+	fs.Var(&ignored, "ignored-keyring", "keyring to ignore (repeatable)")
+	out := fs.String("o", "", "output policy file (- for stdout)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *out == "" || (*logPath == "" && *allowlist == "" && *base == "") {
+		fmt.Fprintln(stderr, "rat policy create: need -o and at least one of --ima-log, --allowlist, --base")
+		return 2
+	}
+	var opts []runtimepolicy.GenOption
+	var entries []ima.Entry
+	if *logPath != "" {
+		var err error
+		if entries, err = readIMALog(*logPath); err != nil {
+			fmt.Fprintf(stderr, "rat policy create: %v\n", err)
+			return 2
+		}
+	}
+	if *allowlist != "" {
+		b, err := os.ReadFile(*allowlist)
+		if err == nil {
+			var m map[string][]string
+			if m, err = runtimepolicy.ParseAllowlist(b); err == nil {
+				opts = append(opts, runtimepolicy.WithAllowlist(m))
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "rat policy create: %s: %v\n", *allowlist, err)
+			return 2
+		}
+	}
+	if *exclude != "" {
+		b, err := os.ReadFile(*exclude)
+		if err != nil {
+			fmt.Fprintf(stderr, "rat policy create: %v\n", err)
+			return 2
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				opts = append(opts, runtimepolicy.WithExcludes(l))
+			}
+		}
+	}
+	if *base != "" {
+		p, err := loadPolicy(*base)
+		if err != nil {
+			fmt.Fprintf(stderr, "rat policy create: %v\n", err)
+			return 2
+		}
+		opts = append(opts, runtimepolicy.WithBase(p))
+	}
+	if *imaBuf {
+		opts = append(opts, runtimepolicy.WithIMABuf())
+	}
+	if *keyrings {
+		opts = append(opts, runtimepolicy.WithKeyrings())
+	}
+	if len(ignored) > 0 {
+		opts = append(opts, runtimepolicy.WithIgnoredKeyrings(ignored...))
+	}
+	p, err := runtimepolicy.FromEntries(entries, opts...)
+	if err != nil {
+		fmt.Fprintf(stderr, "rat policy create: %v\n", err)
+		return 2
+	}
+	b, err := p.Marshal()
+	if err != nil {
+		fmt.Fprintf(stderr, "rat policy create: %v\n", err)
+		return 2
+	}
+	b = append(b, '\n')
+	if *out == "-" {
+		_, err = stdout.Write(b)
+	} else {
+		err = os.WriteFile(*out, b, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "rat policy create: %v\n", err)
+		return 2
+	}
+	return 0
+}
+
+func policyCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("rat policy check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	polPath := fs.String("policy", "", "runtime policy (Keylime JSON)")
+	logPath := fs.String("ima-log", "", "IMA ascii measurement log")
+	asJSON := fs.Bool("json", false, "print events as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *polPath == "" || *logPath == "" {
+		fmt.Fprintln(stderr, "rat policy check: need --policy and --ima-log")
+		return 2
+	}
+	p, err := loadPolicy(*polPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "rat policy check: %v\n", err)
+		return 2
+	}
+	entries, err := readIMALog(*logPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "rat policy check: %v\n", err)
+		return 2
+	}
+	evs := runtimepolicy.Evaluate(p, entries)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if evs == nil {
+			evs = []failure.Event{}
+		}
+		if err := enc.Encode(evs); err != nil {
+			return 2
+		}
+	} else {
+		for _, e := range evs {
+			fmt.Fprintln(stdout, e.String())
+		}
+		if len(evs) == 0 {
+			fmt.Fprintf(stdout, "ok: %d entries allowed by %s\n", len(entries), *polPath)
+		}
+	}
+	if len(evs) > 0 {
+		return 1
+	}
+	return 0
+}
+
+func loadPolicy(path string) (*runtimepolicy.Policy, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := runtimepolicy.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// readIMALog reads an ascii IMA log. TEMPORARY: a minimal reader until
+// evidence/ima's parser (ima.ParseASCII) lands; it does not check template
+// hashes. Replace its body with the ima package's parser.
+func readIMALog(path string) ([]ima.Entry, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []ima.Entry
+	for n, line := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		e, err := parseASCIILine(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, n+1, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func parseASCIILine(line string) (ima.Entry, error) {
+	f := strings.Fields(line)
+	if len(f) < 5 {
+		return ima.Entry{}, errors.New("want at least 5 fields: pcr template-hash template digest path")
+	}
+	pcr, err := strconv.ParseUint(f[0], 10, 32)
+	if err != nil {
+		return ima.Entry{}, fmt.Errorf("pcr %q: %w", f[0], err)
+	}
+	th, err := hex.DecodeString(f[1])
+	if err != nil {
+		return ima.Entry{}, fmt.Errorf("template hash: %w", err)
+	}
+	e := ima.Entry{PCR: uint32(pcr), TemplateHash: th, TemplateName: f[2], Path: f[4]}
+	alg, d, ok := strings.Cut(f[3], ":")
+	if !ok {
+		alg, d = "sha1", f[3]
+	}
+	e.DigestAlg = alg
+	if e.Digest, err = hex.DecodeString(d); err != nil {
+		return ima.Entry{}, fmt.Errorf("file digest: %w", err)
+	}
+	if len(f) > 5 {
+		x, err := hex.DecodeString(f[5])
+		if err != nil {
+			return ima.Entry{}, fmt.Errorf("field 6: %w", err)
+		}
+		if e.TemplateName == "ima-buf" {
+			e.Buf = x
+		} else {
+			e.Signature = x
+		}
+	}
+	return e, nil
+}
