@@ -22,7 +22,7 @@ func init() {
 
 const policyUsage = `usage:
   rat policy create --ima-log FILE [--allowlist F] [--exclude-list F] [--base P] [--ima-buf]
-                    [--keyrings] [--ignored-keyring NAME]... -o policy.json
+                    [--keyrings] [--ignored-keyring NAME]... [--verification-key PEM]... -o policy.json
   rat policy check --policy P --ima-log FILE [--json]
 exit: 0 ok, 1 policy violations (check), 2 usage or unusable input`
 
@@ -61,6 +61,8 @@ func policyCreate(args []string, stdout, stderr io.Writer) int {
 	keyrings := fs.Bool("keyrings", false, "keep keyring entries")
 	var ignored multiFlag
 	fs.Var(&ignored, "ignored-keyring", "keyring to ignore (repeatable)")
+	var vkeys multiFlag
+	fs.Var(&vkeys, "verification-key", "IMA signature verification key or certificate, PEM (repeatable)")
 	out := fs.String("o", "", "output policy file (- for stdout)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -119,6 +121,14 @@ func policyCreate(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(ignored) > 0 {
 		opts = append(opts, runtimepolicy.WithIgnoredKeyrings(ignored...))
+	}
+	for _, k := range vkeys {
+		b, err := os.ReadFile(k)
+		if err != nil {
+			fmt.Fprintf(stderr, "rat policy create: %v\n", err)
+			return 2
+		}
+		opts = append(opts, runtimepolicy.WithVerificationKeys(b))
 	}
 	p, err := runtimepolicy.FromEntries(entries, opts...)
 	if err != nil {

@@ -19,6 +19,7 @@ type genConfig struct {
 	keyrings        bool
 	ignoredKeyrings []string
 	allowlist       map[string][]string
+	verifKeys       [][]byte
 	now             func() time.Time
 }
 
@@ -53,6 +54,13 @@ func WithAllowlist(digests map[string][]string) GenOption {
 	return func(c *genConfig) { c.allowlist = digests }
 }
 
+// WithVerificationKeys adds IMA signature verification keys (PEM or DER
+// certificates or public keys) to "verification-keys", as Keylime's
+// --verification-key does.
+func WithVerificationKeys(keys ...[]byte) GenOption {
+	return func(c *genConfig) { c.verifKeys = append(c.verifKeys, keys...) }
+}
+
 // WithClock sets the clock used for meta.timestamp.
 func WithClock(now func() time.Time) GenOption { return func(c *genConfig) { c.now = now } }
 
@@ -83,6 +91,9 @@ func FromEntries(entries []ima.Entry, opts ...GenOption) (*Policy, error) {
 		}
 	}
 	if err := p.compile(); err != nil {
+		return nil, err
+	}
+	if err := addVerificationKeys(p, cfg.verifKeys); err != nil {
 		return nil, err
 	}
 	for path, ds := range cfg.allowlist {

@@ -119,6 +119,7 @@ func TestFromEntriesMatchesKeylime(t *testing.T) {
 		{name: "keyrings ignored keyring", logs: []string{"test2/ascii_runtime_measurements-1", "test2/ascii_runtime_measurements-2"}, opts: []GenOption{WithKeyrings(), WithIgnoredKeyrings(".builtin_trusted_keys")}, expect: "test2/output5.json"},
 		{name: "both", logs: []string{"test2/ascii_runtime_measurements-1", "test2/ascii_runtime_measurements-2"}, opts: []GenOption{WithIMABuf(), WithKeyrings(), WithIgnoredKeyrings(".builtin_trusted_keys")}, expect: "test2/output6.json"},
 		{name: "exclude list", logs: []string{"test3/ascii_runtime_measurements-1"}, opts: []GenOption{WithExcludes(exclude...)}, expect: "test3/output1.json"},
+		{name: "exclude + ignored keyrings + verification key", logs: []string{"test3/ascii_runtime_measurements-1"}, opts: []GenOption{WithExcludes(exclude...), WithIgnoredKeyrings(".builtin_trusted_keys", "test123"), WithVerificationKeys(readFile(t, s+"test3/eckey-ecdsa.pem"))}, expect: "test3/output3.json"},
 		{name: "exclude + ignored keyrings", logs: []string{"test3/ascii_runtime_measurements-1"}, opts: []GenOption{WithExcludes(exclude...), WithIgnoredKeyrings(".builtin_trusted_keys", "test123")}, expect: "test3/output2.json"},
 	}
 	al, err := ParseAllowlist(readFile(t, s+"test4/allowlist-1"))
