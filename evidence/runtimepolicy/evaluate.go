@@ -30,9 +30,10 @@ func WithBootAggregates(hexValues ...string) EvalOption {
 // and returns one event per failing entry, in log order. A nil policy is
 // itself a failure (fail closed).
 //
-// Differences from Keylime: ima-sig signatures are not verified against
-// verification-keys yet (an ima-sig entry is judged by its digest, which
-// is Keylime's fallback when a signature does not verify); violation
+// An ima-sig entry whose IMA v2 signature verifies with one of the
+// policy's verification-keys is accepted; otherwise it is judged by its
+// digest (Keylime's fallback). Keys loaded onto keyrings through ima-buf
+// entries are not used for signatures (Keylime does use them). Violation
 // entries (all-zero template hash) are judged like any other entry, as
 // Keylime does, and their events say so.
 func Evaluate(p *Policy, entries []ima.Entry, opts ...EvalOption) []failure.Event {
@@ -68,7 +69,17 @@ func Evaluate(p *Policy, entries []ima.Entry, opts ...EvalOption) []failure.Even
 
 func evalEntry(p *Policy, digests map[string][]string, i int, e ima.Entry) (failure.Event, bool) {
 	switch e.TemplateName {
-	case "ima", "ima-ng", "ima-sig":
+	case "ima-sig":
+		// Keylime _validate_ima_sig: a signature that verifies with a
+		// verification key accepts the entry (unless excluded, which also
+		// accepts); otherwise fall back to the digest list.
+		if len(e.Signature) > 0 && !p.Excluded(e.Path) {
+			if keys := p.sigKeys(); len(keys) > 0 && verifyIMASig(keys, e.Signature, e.Digest) {
+				return failure.Event{}, false
+			}
+		}
+		return checkList(p, digests, "digests", i, e)
+	case "ima", "ima-ng":
 		return checkList(p, digests, "digests", i, e)
 	case "ima-buf":
 		if isKey(e.Buf) {

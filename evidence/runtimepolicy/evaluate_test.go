@@ -12,15 +12,6 @@ import (
 	"github.com/ratatouille/rat/evidence/ima"
 )
 
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestEvaluate(t *testing.T) {
 	s := filepath.Join(td, "create-policy-static")
 	log1 := mustLog(t, filepath.Join(s, "test2/ascii_runtime_measurements-1"))
