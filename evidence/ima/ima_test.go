@@ -1,0 +1,199 @@
+package ima
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const testdata = "../../testdata/ima/"
+
+func readLog(t testing.TB, name string) []Entry {
+	t.Helper()
+	f, err := os.Open(testdata + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	es, err := ParseASCII(f)
+	if err != nil {
+		t.Fatalf("ParseASCII(%s): %v", name, err)
+	}
+	return es
+}
+
+// The rebuilt template data must hash to the template hash the kernel
+// logged: that is what makes sha256-bank replay from an ascii log honest.
+func TestTemplateDataMatchesLoggedHash(t *testing.T) {
+	for _, name := range []string{"ubuntu2404-kernel68-ima-ng-sha256.ascii", "rust-keylime-ima-ng-sha1.ascii", "keylime-tests-mixed-ima-ng-ima-buf.ascii"} {
+		t.Run(name, func(t *testing.T) {
+			es := readLog(t, name)
+			if len(es) == 0 {
+				t.Fatal("no entries")
+			}
+			for i, e := range es {
+				if e.IsViolation() {
+					continue
+				}
+				if got := sha1.Sum(e.TemplateData); !bytes.Equal(got[:], e.TemplateHash) {
+					t.Fatalf("entry %d (%s %s): sha1(template data)=%x, logged %x", i, e.TemplateName, e.Path, got, e.TemplateHash)
+				}
+			}
+		})
+	}
+}
+
+// Keylime's replay of the Ubuntu 24.04 log (shared/testdata/README.md).
+func TestReplayMatchesKeylime(t *testing.T) {
+	es := readLog(t, "ubuntu2404-kernel68-ima-ng-sha256.ascii")
+	if len(es) != 780 {
+		t.Fatalf("entries = %d, want 780", len(es))
+	}
+	for _, tc := range []struct {
+		bank         crypto.Hash
+		prefix, tail string
+	}{
+		{crypto.SHA256, "0a1447c3", "85c8"},
+		{crypto.SHA1, "f90a1289", "f7f1"},
+	} {
+		v, err := Replay(es, tc.bank, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := hex.EncodeToString(v)
+		if !strings.HasPrefix(h, tc.prefix) || !strings.HasSuffix(h, tc.tail) {
+			t.Errorf("%v replay = %s, want %s…%s", tc.bank, h, tc.prefix, tc.tail)
+		}
+	}
+}
+
+func TestAdvanceEqualsReplay(t *testing.T) {
+	es := readLog(t, "rust-keylime-ima-ng-sha1.ascii")
+	want, err := Replay(es, crypto.SHA256, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := NewReplayer(crypto.SHA256, nil)
+	for i := 0; i < len(es); i += 97 {
+		end := min(i+97, len(es))
+		if err := r.Advance(es[i:end]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(r.Value(), want) || r.Count() != len(es) {
+		t.Fatalf("Advance in deltas = %x (%d), Replay = %x", r.Value(), r.Count(), want)
+	}
+	n, err := MatchPrefix(es, crypto.SHA256, nil, want)
+	if err != nil || n != len(es) {
+		t.Fatalf("MatchPrefix = %d, %v; want %d", n, err, len(es))
+	}
+	mid, _ := Replay(es[:100], crypto.SHA256, nil)
+	if n, _ := MatchPrefix(es, crypto.SHA256, nil, mid); n != 100 {
+		t.Fatalf("MatchPrefix(mid) = %d, want 100", n)
+	}
+	if n, _ := MatchPrefix(es, crypto.SHA256, nil, make([]byte, 31)); n != -1 {
+		t.Fatalf("MatchPrefix(garbage) = %d, want -1", n)
+	}
+}
+
+func TestBinaryRoundTrip(t *testing.T) {
+	es := readLog(t, "keylime-tests-mixed-ima-ng-ima-buf.ascii")
+	bin := MarshalBinary(es)
+	got, err := ParseBinary(bytes.NewReader(bin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(es) {
+		t.Fatalf("got %d entries, want %d", len(got), len(es))
+	}
+	for i := range es {
+		a, b := es[i], got[i]
+		if a.Path != b.Path || a.DigestAlg != b.DigestAlg || !bytes.Equal(a.Digest, b.Digest) || !bytes.Equal(a.Buf, b.Buf) || !bytes.Equal(a.TemplateData, b.TemplateData) {
+			t.Fatalf("entry %d differs after binary round trip:\n%+v\n%+v", i, a, b)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	good := "10 " + strings.Repeat("ab", 20) + " ima-ng sha256:" + strings.Repeat("cd", 32) + " /usr/bin/x\n"
+	for _, tc := range []struct{ name, in, want string }{
+		{"short", "10 abcd\n", "line 1"},
+		{"bad pcr", strings.Replace(good, "10", "x", 1), "pcr"},
+		{"bad template hash", strings.Replace(good, "abab", "zz", 1), "template hash"},
+		{"unknown template", strings.Replace(good, "ima-ng", "ima-zz", 1), "unknown template"},
+		{"no alg prefix", strings.Replace(good, "sha256:", "", 1), "algorithm prefix"},
+		{"second line", good + "10 00\n", "line 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseASCII(strings.NewReader(tc.in))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+	bin := MarshalBinary(readLog(t, "keylime-tests-mixed-ima-ng-ima-buf.ascii"))
+	for _, cut := range []int{3, 24, 30, len(bin) - 1} {
+		_, err := ParseBinary(bytes.NewReader(bin[:cut]))
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("binary log cut at %d: err = %v, want unexpected EOF", cut, err)
+		}
+	}
+}
+
+// evmctl (ima-evm-utils) is an independent replay of the binary log.
+func TestEvmctlAgrees(t *testing.T) {
+	if _, err := exec.LookPath("evmctl"); err != nil {
+		if os.Getenv("RAT_REQUIRE_INTEGRATION") == "1" {
+			t.Fatal("evmctl not installed and RAT_REQUIRE_INTEGRATION=1")
+		}
+		t.Skip("evmctl not installed")
+	}
+	es := readLog(t, "ubuntu2404-kernel68-ima-ng-sha256.ascii")
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "binary_runtime_measurements")
+	if err := os.WriteFile(logPath, MarshalBinary(es), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pcrFile := func(bank crypto.Hash, v10 []byte) string {
+		var b strings.Builder
+		for i := 0; i < 24; i++ {
+			v := make([]byte, bank.Size())
+			if i == 10 {
+				v = v10
+			}
+			b.WriteString("PCR-" + twoDigits(i) + ": " + hex.EncodeToString(v) + "\n")
+		}
+		p := filepath.Join(dir, bank.String())
+		if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	s256, _ := Replay(es, crypto.SHA256, nil)
+	s1, _ := Replay(es, crypto.SHA1, nil)
+	run := func(p256, p1 string) error {
+		out, err := exec.Command("evmctl", "ima_measurement", "--pcrs", "sha256,"+p256, "--pcrs", "sha1,"+p1, logPath).CombinedOutput()
+		if err != nil {
+			return errors.New(string(out))
+		}
+		return nil
+	}
+	if err := run(pcrFile(crypto.SHA256, s256), pcrFile(crypto.SHA1, s1)); err != nil {
+		t.Fatalf("evmctl rejects our replay: %v", err)
+	}
+	bad := append([]byte(nil), s256...)
+	bad[0] ^= 1
+	if err := run(pcrFile(crypto.SHA256, bad), pcrFile(crypto.SHA1, s1)); err == nil {
+		t.Fatal("evmctl accepted a wrong PCR 10: the cross-check is not checking")
+	}
+}
+
+func twoDigits(i int) string { return string([]byte{byte('0' + i/10), byte('0' + i%10)}) }

@@ -1,0 +1,143 @@
+package ima
+
+import (
+	"bytes"
+	"crypto"
+	"fmt"
+
+	// Register the hashes a PCR bank may use.
+	_ "crypto/sha1"
+	_ "crypto/sha256"
+	_ "crypto/sha512"
+)
+
+// Replayer replays a measurement list into one PCR bank. Advance is
+// O(len(delta)): continuous attestation feeds it only the entries that are
+// new since the last quote.
+type Replayer struct {
+	bank  crypto.Hash
+	value []byte
+	count int
+}
+
+// NewReplayer starts a replay of bank from start (nil means the PCR's
+// reset value, all zero).
+func NewReplayer(bank crypto.Hash, start []byte) (*Replayer, error) {
+	if !bank.Available() {
+		return nil, fmt.Errorf("ima: replay: hash %v is not available", bank)
+	}
+	v := make([]byte, bank.Size())
+	if start != nil {
+		if len(start) != bank.Size() {
+			return nil, fmt.Errorf("ima: replay: start value is %d bytes, bank %v needs %d", len(start), bank, bank.Size())
+		}
+		copy(v, start)
+	}
+	return &Replayer{bank: bank, value: v}, nil
+}
+
+// Value returns the current PCR value (a copy).
+func (r *Replayer) Value() []byte { return append([]byte(nil), r.value...) }
+
+// Count is the number of entries replayed so far.
+func (r *Replayer) Count() int { return r.count }
+
+// Advance extends the PCR with each entry in order.
+func (r *Replayer) Advance(entries []Entry) error {
+	h := r.bank.New()
+	for i := range entries {
+		d, err := r.measurement(&entries[i])
+		if err != nil {
+			return fmt.Errorf("ima: replay entry %d: %w", r.count, err)
+		}
+		h.Reset()
+		h.Write(r.value)
+		h.Write(d)
+		r.value = h.Sum(r.value[:0])
+		r.count++
+	}
+	return nil
+}
+
+// measurement is what the kernel extends into this bank for e: the logged
+// template hash for SHA-1, the bank's hash of the template data for the
+// others, and all 0xFF for a violation.
+func (r *Replayer) measurement(e *Entry) ([]byte, error) {
+	if e.IsViolation() {
+		return bytes.Repeat([]byte{0xff}, r.bank.Size()), nil
+	}
+	if r.bank == crypto.SHA1 {
+		if len(e.TemplateHash) != 20 {
+			return nil, fmt.Errorf("template hash is %d bytes, want 20", len(e.TemplateHash))
+		}
+		return e.TemplateHash, nil
+	}
+	if e.TemplateData == nil {
+		return nil, fmt.Errorf("no template data to hash for bank %v", r.bank)
+	}
+	h := r.bank.New()
+	h.Write(e.TemplateData)
+	return h.Sum(nil), nil
+}
+
+// Replay returns PCR 10's value in bank after extending every entry from
+// start (nil: all zero). Entries for other PCRs are skipped.
+func Replay(entries []Entry, bank crypto.Hash, start []byte) ([]byte, error) {
+	r, err := NewReplayer(bank, start)
+	if err != nil {
+		return nil, err
+	}
+	for i := range entries {
+		if entries[i].PCR != 10 {
+			continue
+		}
+		if err := r.Advance(entries[i : i+1]); err != nil {
+			return nil, err
+		}
+	}
+	return r.Value(), nil
+}
+
+// MatchPrefix finds the shortest prefix of entries whose replay equals
+// quoted, and returns its length. The log keeps growing after a quote is
+// taken, so a log read after the quote may hold more entries than the
+// quote covers. It returns -1 when no prefix matches.
+func MatchPrefix(entries []Entry, bank crypto.Hash, start, quoted []byte) (int, error) {
+	r, err := NewReplayer(bank, start)
+	if err != nil {
+		return -1, err
+	}
+	if bytes.Equal(r.value, quoted) {
+		return 0, nil
+	}
+	for i := range entries {
+		if err := r.Advance(entries[i : i+1]); err != nil {
+			return -1, err
+		}
+		if bytes.Equal(r.value, quoted) {
+			return i + 1, nil
+		}
+	}
+	return -1, nil
+}
+
+// BootAggregate computes the value IMA records as its first entry,
+// "boot_aggregate": the bank's hash over PCRs 0-7 and, for banks other
+// than SHA-1 on kernels since 5.8, PCRs 8 and 9 as well.
+func BootAggregate(pcrs [][]byte, bank crypto.Hash) ([]byte, error) {
+	n := 10
+	if bank == crypto.SHA1 {
+		n = 8
+	}
+	if len(pcrs) < n {
+		return nil, fmt.Errorf("ima: boot_aggregate for %v needs PCRs 0-%d, have %d", bank, n-1, len(pcrs))
+	}
+	h := bank.New()
+	for i := 0; i < n; i++ {
+		if len(pcrs[i]) != bank.Size() {
+			return nil, fmt.Errorf("ima: boot_aggregate: PCR %d is %d bytes, want %d", i, len(pcrs[i]), bank.Size())
+		}
+		h.Write(pcrs[i])
+	}
+	return h.Sum(nil), nil
+}
