@@ -157,3 +157,18 @@ func MarshalBinary(entries []Entry) []byte {
 	}
 	return out
 }
+
+// Parse reads a measurement list in either form, telling them apart by
+// the first bytes: the ascii form starts with a decimal PCR index and a
+// space, the binary form with a little-endian u32 (so a zero byte within
+// its first four).
+func Parse(r io.Reader) ([]Entry, error) {
+	br := bufio.NewReader(r)
+	head, _ := br.Peek(4)
+	for _, c := range head {
+		if c == 0 {
+			return ParseBinary(br)
+		}
+	}
+	return ParseASCII(br)
+}
