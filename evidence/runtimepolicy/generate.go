@@ -96,6 +96,28 @@ func FromEntries(entries []ima.Entry, opts ...GenOption) (*Policy, error) {
 	if err := addVerificationKeys(p, cfg.verifKeys); err != nil {
 		return nil, err
 	}
+	for path, ds := range p.Digests {
+		for _, d := range ds {
+			if !knownDigestLen(len(d)) {
+				return nil, fmt.Errorf("runtimepolicy: base policy digest for %s: %d hex digits is no known algorithm", path, len(d))
+			}
+		}
+	}
+	for path, ds := range cfg.allowlist {
+		for _, d := range ds {
+			if !knownDigestLen(len(d)) {
+				return nil, fmt.Errorf("runtimepolicy: allowlist digest for %s: %d hex digits is no known algorithm", path, len(d))
+			}
+		}
+	}
+	for i, e := range entries {
+		if e.TemplateName == "ima-buf" && !cfg.imaBuf && !cfg.keyrings {
+			continue
+		}
+		if want, ok := digestSizes[e.DigestAlg]; !ok || want != len(e.Digest) {
+			return nil, fmt.Errorf("runtimepolicy: IMA log entry %d (%s): digest algorithm %q with %d bytes is not allowed", i+1, e.Path, e.DigestAlg, len(e.Digest))
+		}
+	}
 	for path, ds := range cfg.allowlist {
 		for _, d := range ds {
 			addDigest(p.Digests, path, d)
@@ -171,4 +193,16 @@ func cloneMap(m map[string][]string) map[string][]string {
 		out[k] = slices.Clone(v)
 	}
 	return out
+}
+
+// digestSizes are the file digest algorithms Keylime's generator accepts.
+var digestSizes = map[string]int{"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64, "sm3_256": 32}
+
+func knownDigestLen(hexLen int) bool {
+	for _, n := range digestSizes {
+		if 2*n == hexLen {
+			return true
+		}
+	}
+	return false
 }

@@ -158,7 +158,7 @@ func TestFromEntriesMatchesKeylime(t *testing.T) {
 }
 
 func TestFromEntriesWithBase(t *testing.T) {
-	for _, alg := range []string{"sha1", "sha256", "sha384", "sha512"} {
+	for _, alg := range []string{"sha1", "sha256", "sha384", "sha512", "sm3_256"} {
 		t.Run(alg, func(t *testing.T) {
 			base, err := Parse(readFile(t, "create-runtime-policy/policy-"+alg))
 			if err != nil {
@@ -181,6 +181,35 @@ func TestFromEntriesWithBase(t *testing.T) {
 			}
 			if len(p.Digests) != len(base.Digests)+len(entries) {
 				t.Errorf("digests: %d paths, want %d", len(p.Digests), len(base.Digests)+len(entries))
+			}
+		})
+	}
+}
+
+func TestFromEntriesRejectsUnknownAlgorithm(t *testing.T) {
+	sha1Base, err := Parse(readFile(t, "create-runtime-policy/policy-sha1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknownBase, err := Parse(readFile(t, "create-runtime-policy/policy-unknown"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		log     string
+		opts    []GenOption
+		wantErr bool
+	}{
+		{name: "sha1 log, sha1 base", log: "ima-log-sha1", opts: []GenOption{WithBase(sha1Base)}},
+		{name: "unknown log", log: "ima-log-unknown", wantErr: true},
+		{name: "unknown base", log: "ima-log-sha1", opts: []GenOption{WithBase(unknownBase)}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := FromEntries(mustLog(t, filepath.Join(td, "create-runtime-policy", tc.log)), tc.opts...)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
 			}
 		})
 	}
