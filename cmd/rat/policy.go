@@ -1,14 +1,11 @@
 package main
 
 import (
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/ratatouille/rat/evidence/failure"
@@ -212,60 +209,16 @@ func loadPolicy(path string) (*runtimepolicy.Policy, error) {
 	return p, nil
 }
 
-// readIMALog reads an ascii IMA log. TEMPORARY: a minimal reader until
-// evidence/ima's parser (ima.ParseASCII) lands; it does not check template
-// hashes. Replace its body with the ima package's parser.
+// readIMALog reads an IMA log, ascii or binary (evidence/ima sniffs which).
 func readIMALog(path string) ([]ima.Entry, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	var out []ima.Entry
-	for n, line := range strings.Split(string(b), "\n") {
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		e, err := parseASCIILine(line)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, n+1, err)
-		}
-		out = append(out, e)
-	}
-	return out, nil
-}
-
-func parseASCIILine(line string) (ima.Entry, error) {
-	f := strings.Fields(line)
-	if len(f) < 5 {
-		return ima.Entry{}, errors.New("want at least 5 fields: pcr template-hash template digest path")
-	}
-	pcr, err := strconv.ParseUint(f[0], 10, 32)
+	defer f.Close()
+	es, err := ima.Parse(f)
 	if err != nil {
-		return ima.Entry{}, fmt.Errorf("pcr %q: %w", f[0], err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	th, err := hex.DecodeString(f[1])
-	if err != nil {
-		return ima.Entry{}, fmt.Errorf("template hash: %w", err)
-	}
-	e := ima.Entry{PCR: uint32(pcr), TemplateHash: th, TemplateName: f[2], Path: f[4]}
-	alg, d, ok := strings.Cut(f[3], ":")
-	if !ok {
-		alg, d = "sha1", f[3]
-	}
-	e.DigestAlg = alg
-	if e.Digest, err = hex.DecodeString(d); err != nil {
-		return ima.Entry{}, fmt.Errorf("file digest: %w", err)
-	}
-	if len(f) > 5 {
-		x, err := hex.DecodeString(f[5])
-		if err != nil {
-			return ima.Entry{}, fmt.Errorf("field 6: %w", err)
-		}
-		if e.TemplateName == "ima-buf" {
-			e.Buf = x
-		} else {
-			e.Signature = x
-		}
-	}
-	return e, nil
+	return es, nil
 }
