@@ -179,3 +179,30 @@ func TestTPM2CheckquoteAgrees(t *testing.T) {
 		t.Fatal("tpm2_checkquote accepted a wrong nonce: the cross-check is not checking")
 	}
 }
+
+// TestWriteFixtures regenerates evidence/quote/testdata (run with
+// RAT_WRITE_FIXTURES=1): real simulator quotes for the evidence module's
+// own tests, fuzz seeds and benchmarks, which cannot use the simulator.
+func TestWriteFixtures(t *testing.T) {
+	if os.Getenv("RAT_WRITE_FIXTURES") != "1" {
+		t.Skip("set RAT_WRITE_FIXTURES=1 to regenerate evidence/quote/testdata")
+	}
+	sim := openSim(t)
+	dir := "../../evidence/quote/testdata"
+	for name, tmpl := range map[string]tpm2.Public{"ecc": client.AKTemplateECC(), "rsa": client.AKTemplateRSA()} {
+		q := makeQuote(t, sim, tmpl, []byte("fixture nonce"))
+		der, err := x509.MarshalPKIXPublicKey(q.ak)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pcrs []byte
+		for i := 0; i <= 10; i++ {
+			pcrs = append(pcrs, q.pcrs[quote.AlgSHA256][i]...)
+		}
+		for ext, b := range map[string][]byte{"ak.der": der, "attest": q.attest, "sig": q.sig, "pcrs": pcrs} {
+			if err := os.WriteFile(filepath.Join(dir, name+"."+ext), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

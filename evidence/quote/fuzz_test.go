@@ -1,0 +1,39 @@
+package quote
+
+import (
+	"os"
+	"testing"
+)
+
+func FuzzDecodeAttest(f *testing.F) {
+	for _, n := range []string{"ecc", "rsa"} {
+		if b, err := os.ReadFile("testdata/" + n + ".attest"); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { _, _ = DecodeAttest(b) })
+}
+
+func FuzzDecodeSignature(f *testing.F) {
+	for _, n := range []string{"ecc", "rsa"} {
+		if b, err := os.ReadFile("testdata/" + n + ".sig"); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { _, _ = DecodeSignature(b) })
+}
+
+// FuzzVerify feeds arbitrary attest/signature bytes to Verify with a real
+// AK: it must never panic and never accept.
+func FuzzVerify(f *testing.F) {
+	fx := loadFixture(f, "ecc")
+	f.Add(fx.attest, fx.sig)
+	f.Fuzz(func(t *testing.T, attest, sig []byte) {
+		if string(attest) == string(fx.attest) && string(sig) == string(fx.sig) {
+			return
+		}
+		if _, err := Verify(fx.ak, attest, sig, fx.pcrs, WithNonce(fixtureNonce)); err == nil {
+			t.Fatal("Verify accepted fuzzed bytes")
+		}
+	})
+}
