@@ -53,9 +53,11 @@ func parseASCIILine(line string) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("pcr %q: %w", f[0], err)
 	}
+	// Kernels log a SHA-1 template hash here; Keylime's tools also accept
+	// logs whose template hash is of another bank's size (sm3_256 tests).
 	th, err := hex.DecodeString(f[1])
-	if err != nil || len(th) != 20 {
-		return Entry{}, fmt.Errorf("template hash %q: not 20 hex bytes", f[1])
+	if err != nil || (len(th) != 20 && len(th) != 32 && len(th) != 48 && len(th) != 64) {
+		return Entry{}, fmt.Errorf("template hash %q: not a 20, 32, 48 or 64 byte hex digest", f[1])
 	}
 	e := Entry{PCR: uint32(pcr), TemplateHash: th, TemplateName: f[2]}
 	rest := f[3]

@@ -197,3 +197,18 @@ func TestEvmctlAgrees(t *testing.T) {
 }
 
 func twoDigits(i int) string { return string([]byte{byte('0' + i/10), byte('0' + i%10)}) }
+
+func TestParseSM3Log(t *testing.T) {
+	es := readLog(t, "keylime-ima-log-sm3_256")
+	if len(es) == 0 {
+		t.Fatal("no entries")
+	}
+	for i, e := range es {
+		if e.DigestAlg != "sm3_256" || len(e.TemplateHash) != 32 {
+			t.Fatalf("entry %d: alg %q, template hash %d bytes", i, e.DigestAlg, len(e.TemplateHash))
+		}
+	}
+	if _, err := Replay(es, crypto.SHA1, nil); err == nil {
+		t.Fatal("sha1-bank replay of 32-byte template hashes must fail, not truncate")
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"crypto"
 	"fmt"
 
+	"github.com/ratatouille/rat/evidence/failure"
+
 	// Register the hashes a PCR bank may use.
 	_ "crypto/sha1"
 	_ "crypto/sha256"
@@ -42,10 +44,15 @@ func (r *Replayer) Value() []byte { return append([]byte(nil), r.value...) }
 // Count is the number of entries replayed so far.
 func (r *Replayer) Count() int { return r.count }
 
-// Advance extends the PCR with each entry in order.
+// Advance extends the PCR with each entry in order. Entries for a PCR
+// other than 10 are consumed (counted) but not extended.
 func (r *Replayer) Advance(entries []Entry) error {
 	h := r.bank.New()
 	for i := range entries {
+		if entries[i].PCR != 10 {
+			r.count++
+			continue
+		}
 		d, err := r.measurement(&entries[i])
 		if err != nil {
 			return fmt.Errorf("ima: replay entry %d: %w", r.count, err)
@@ -87,13 +94,8 @@ func Replay(entries []Entry, bank crypto.Hash, start []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	for i := range entries {
-		if entries[i].PCR != 10 {
-			continue
-		}
-		if err := r.Advance(entries[i : i+1]); err != nil {
-			return nil, err
-		}
+	if err := r.Advance(entries); err != nil {
+		return nil, err
 	}
 	return r.Value(), nil
 }
@@ -140,4 +142,32 @@ func BootAggregate(pcrs [][]byte, bank crypto.Hash) ([]byte, error) {
 		h.Write(pcrs[i])
 	}
 	return h.Sum(nil), nil
+}
+
+// AdvanceTo is the hub's step of continuous attestation: from the stored
+// state r (the PCR value after r.Count() entries), it consumes entries of
+// delta (the log from offset r.Count() on) until the replay equals quoted.
+// Each entry's template hash is verified before it is extended. On a match
+// it returns the new offset (r.Count()) and r holds the quoted value; the
+// entries of delta past that point are for the next quote. Without a match
+// r is left unchanged and the result is a failure.IMAPCRMismatch error.
+// The work is O(len(delta)).
+func (r *Replayer) AdvanceTo(delta []Entry, quoted []byte) (int, error) {
+	work := &Replayer{bank: r.bank, value: append([]byte(nil), r.value...), count: r.count}
+	if bytes.Equal(work.value, quoted) {
+		return r.count, nil
+	}
+	for i := range delta {
+		if err := delta[i].VerifyTemplateHash(); err != nil {
+			return r.count, fmt.Errorf("ima: entry %d: %w", work.count, err)
+		}
+		if err := work.Advance(delta[i : i+1]); err != nil {
+			return r.count, err
+		}
+		if bytes.Equal(work.value, quoted) {
+			*r = *work
+			return r.count, nil
+		}
+	}
+	return r.count, failure.New(failure.IMAPCRMismatch, "PCR 10 (%v) quoted %x: no prefix of entries %d..%d replays to it", r.bank, quoted, r.count, r.count+len(delta))
 }

@@ -1,0 +1,42 @@
+package ima
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"fmt"
+
+	"github.com/ratatouille/rat/evidence/failure"
+)
+
+// VerifyTemplateHash checks that the entry's logged SHA-1 template hash is
+// the hash of its own template data, so that the file digest and path the
+// entry shows are what the kernel extended into the PCR. Violations carry
+// no template data to check and pass. A mismatch is a failure.Error with
+// id failure.IMAParsingError naming the path and both hashes.
+func (e Entry) VerifyTemplateHash() error {
+	if e.IsViolation() {
+		return nil
+	}
+	if len(e.TemplateHash) != sha1.Size {
+		return failure.New(failure.IMAParsingError, "%s: template hash is %d bytes, want %d", e.Path, len(e.TemplateHash), sha1.Size)
+	}
+	if e.TemplateData == nil {
+		return failure.New(failure.IMAParsingError, "%s: no template data", e.Path)
+	}
+	got := sha1.Sum(e.TemplateData)
+	if !bytes.Equal(got[:], e.TemplateHash) {
+		return failure.New(failure.IMAParsingError, "%s: template hash mismatch: logged %x, fields hash to %x", e.Path, e.TemplateHash, got)
+	}
+	return nil
+}
+
+// VerifyTemplateHashes checks every entry with VerifyTemplateHash and
+// returns the first failure, naming the entry's index (offset+i).
+func VerifyTemplateHashes(entries []Entry, offset int) error {
+	for i := range entries {
+		if err := entries[i].VerifyTemplateHash(); err != nil {
+			return fmt.Errorf("ima: entry %d: %w", offset+i, err)
+		}
+	}
+	return nil
+}
