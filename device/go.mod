@@ -5,14 +5,8 @@ go 1.24
 replace github.com/ratatouille/rat/evidence => ../evidence
 
 require (
-	github.com/eclipse/paho.mqtt.golang v1.5.0 // indirect
-	github.com/fxamacker/cbor/v2 v2.9.6 // indirect
-	github.com/google/go-tpm v0.9.8 // indirect
-	github.com/gorilla/websocket v1.5.3 // indirect
-	github.com/ratatouille/rat/evidence v0.0.0 // indirect
-	github.com/x448/float16 v0.8.4 // indirect
-	go.etcd.io/bbolt v1.4.3 // indirect
-	golang.org/x/net v0.43.0 // indirect
-	golang.org/x/sync v0.16.0 // indirect
-	golang.org/x/sys v0.35.0 // indirect
+	github.com/google/go-tpm v0.9.8
+	github.com/ratatouille/rat/evidence v0.0.0
 )
+
+require golang.org/x/sys v0.35.0 // indirect
