@@ -44,7 +44,9 @@ func CheckAKAttributes(ak *tpm2.TPMTPublic) error {
 
 // Make builds a challenge for the AK (its TPMT_PUBLIC bytes) under the EK
 // (its TPMT_PUBLIC bytes), after checking the AK's attributes.
-func Make(ekPublic, akPublic []byte) (*Challenge, error) { return makeWith(rand.Reader, ekPublic, akPublic) }
+func Make(ekPublic, akPublic []byte) (*Challenge, error) {
+	return makeWith(rand.Reader, ekPublic, akPublic)
+}
 
 func makeWith(r io.Reader, ekPublic, akPublic []byte) (*Challenge, error) {
 	ek, err := tpm2.Unmarshal[tpm2.TPMTPublic](ekPublic)
