@@ -3,6 +3,7 @@ package main
 import (
 	"crypto"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -19,12 +20,14 @@ func init() {
 
 func runIMA(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "replay" {
-		fmt.Fprintln(stderr, "usage: rat ima replay [--bank sha1|sha256|sha384|sha512] LOG")
+		fmt.Fprintln(stderr, "usage: rat ima replay [--format auto|ascii|binary] [--bank sha1|sha256|sha384|sha512] [--json] LOG")
 		return 2
 	}
 	fs := flag.NewFlagSet("rat ima replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	bankName := fs.String("bank", "sha256", "PCR bank to replay into")
+	format := fs.String("format", "auto", "log form: auto, ascii or binary")
+	asJSON := fs.Bool("json", false, "print a JSON object instead of text")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -43,9 +46,28 @@ func runIMA(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer f.Close()
-	entries, err := ima.Parse(f)
+	var entries []ima.Entry
+	switch *format {
+	case "auto":
+		entries, err = ima.Parse(f)
+	case "ascii":
+		entries, err = ima.ParseASCII(f)
+	case "binary":
+		entries, err = ima.ParseBinary(f)
+	default:
+		fmt.Fprintf(stderr, "rat ima replay: unknown format %q\n", *format)
+		return 2
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "rat ima replay:", err)
+		return 2
+	}
+	// Entries whose template hash is not the hash of their own fields are
+	// refused before anything is computed from them.
+	if ev := ima.CheckTemplateHashes(entries); len(ev) > 0 {
+		for _, e := range ev {
+			fmt.Fprintf(stderr, "rat ima replay: %s: %s\n", fs.Arg(0), e)
+		}
 		return 2
 	}
 	v, err := ima.Replay(entries, bank, nil)
@@ -53,6 +75,12 @@ func runIMA(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "rat ima replay:", err)
 		return 2
 	}
-	fmt.Fprintf(stdout, "PCR-10 %s: %s (%d entries)\n", *bankName, hex.EncodeToString(v), len(entries))
+	if *asJSON {
+		_ = json.NewEncoder(stdout).Encode(map[string]any{"pcr": 10, "bank": *bankName, "entries": len(entries), "value": hex.EncodeToString(v)})
+		return 0
+	}
+	// The value alone on the last line: scripts read it with tail -1.
+	fmt.Fprintf(stdout, "%s: %d entries replayed into PCR 10, bank %s\n", fs.Arg(0), len(entries), *bankName)
+	fmt.Fprintln(stdout, hex.EncodeToString(v))
 	return 0
 }

@@ -30,12 +30,14 @@ func TestIMAReplayCLI(t *testing.T) {
 		code int
 		want string
 	}{
-		{"ascii sha256", []string{"replay", log}, 0, "PCR-10 sha256: 0a1447c3"},
-		{"binary sha256", []string{"replay", bin}, 0, "PCR-10 sha256: 0a1447c3"},
-		{"ascii sha1", []string{"replay", "--bank", "sha1", log}, 0, "PCR-10 sha1: f90a1289"},
+		{"ascii sha256", []string{"replay", log}, 0, "\n0a1447c3"},
+		{"binary sha256", []string{"replay", bin}, 0, "\n0a1447c3"},
+		{"ascii sha1", []string{"replay", "--bank", "sha1", log}, 0, "\nf90a1289"},
 		{"missing file", []string{"replay", "/nonexistent"}, 2, "no such file"},
 		{"bad bank", []string{"replay", "--bank", "md5", log}, 2, "unknown bank"},
 		{"no verb", nil, 2, "usage"},
+		{"json", []string{"replay", "--json", log}, 0, `"value":"0a1447c3`},
+		{"forced wrong format", []string{"replay", "--format", "binary", log}, 2, "binary log"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb bytes.Buffer

@@ -212,3 +212,21 @@ func TestParseSM3Log(t *testing.T) {
 		t.Fatal("sha1-bank replay of 32-byte template hashes must fail, not truncate")
 	}
 }
+
+func TestCheckTemplateHashes(t *testing.T) {
+	es := readLog(t, "ubuntu2404-kernel68-ima-ng-sha256.ascii")
+	if ev := CheckTemplateHashes(es); len(ev) != 0 {
+		t.Fatalf("real log: %d template hash failures, first %v", len(ev), ev[0])
+	}
+	// A digest changed after the kernel logged the entry.
+	bad := append([]Entry(nil), es...)
+	e := bad[5]
+	e.Digest = append([]byte(nil), e.Digest...)
+	e.Digest[0] ^= 1
+	e.TemplateData = e.buildTemplateData()
+	bad[5] = e
+	ev := CheckTemplateHashes(bad)
+	if len(ev) != 1 || !strings.Contains(ev[0].Context, "entry 6") || !strings.Contains(ev[0].Context, e.Path) {
+		t.Fatalf("tampered entry: events %v", ev)
+	}
+}
