@@ -7,7 +7,7 @@ BIN := $(CURDIR)/bin
 FUZZTIME ?= 10s
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test demo bench fuzz lint e2e clean check-deps yocto-toolchain
+.PHONY: hooks all build test demo bench fuzz lint e2e clean check-deps yocto-toolchain
 
 all: build
 
@@ -48,6 +48,10 @@ lint:
 yocto-toolchain:
 	cd evidence && GOTOOLCHAIN=go1.24.6 $(GO) build ./...
 	cd device && GOTOOLCHAIN=go1.24.6 CGO_ENABLED=0 $(GO) build ./...
+
+# Refuse >1 MiB files and ELF binaries at commit time (a session's submission is size-limited).
+hooks:
+	install -m 0755 scripts/pre-commit .git/hooks/pre-commit
 
 clean:
 	rm -rf $(BIN) demo-out
