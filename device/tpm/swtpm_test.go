@@ -17,6 +17,25 @@ import (
 // returns its tcp:// address; it is stopped by PID when the test ends.
 func startSwtpm(t *testing.T) string {
 	t.Helper()
+	return startSwtpmState(t, t.TempDir())
+}
+
+// requireTool finds a tool, skipping the test without it, or failing it
+// when RAT_REQUIRE_INTEGRATION=1.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("RAT_REQUIRE_INTEGRATION") == "1" {
+			t.Fatalf("%s not installed and RAT_REQUIRE_INTEGRATION=1", name)
+		}
+		t.Skipf("%s not installed", name)
+	}
+	return p
+}
+
+func startSwtpmState(t *testing.T, state string) string {
+	t.Helper()
 	bin, err := exec.LookPath("swtpm")
 	if err != nil {
 		if os.Getenv("RAT_REQUIRE_INTEGRATION") == "1" {
@@ -24,7 +43,6 @@ func startSwtpm(t *testing.T) string {
 		}
 		t.Skip("swtpm not installed")
 	}
-	state := t.TempDir()
 	for attempt := 0; attempt < 5; attempt++ {
 		port := freePortPair(t)
 		cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+state,
