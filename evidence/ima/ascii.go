@@ -81,6 +81,9 @@ func parseASCIILine(line string) (Entry, error) {
 		if !ok || alg == "" {
 			return Entry{}, fmt.Errorf("template %s: digest %q has no algorithm prefix", e.TemplateName, dng)
 		}
+		if !validAlgName(alg) {
+			return Entry{}, fmt.Errorf("template %s: digest algorithm %q is not a hash algorithm name", e.TemplateName, alg)
+		}
 		e.DigestAlg = alg
 		if e.Digest, err = hex.DecodeString(d); err != nil {
 			return Entry{}, fmt.Errorf("template %s: digest %q: %w", e.TemplateName, d, err)
@@ -109,8 +112,25 @@ func parseASCIILine(line string) (Entry, error) {
 	default:
 		return Entry{}, fmt.Errorf("unknown template %q", e.TemplateName)
 	}
+	if strings.IndexByte(e.Path, 0) >= 0 {
+		return Entry{}, fmt.Errorf("template %s: name holds a NUL byte", e.TemplateName)
+	}
 	e.TemplateData = e.buildTemplateData()
 	return e, nil
+}
+
+// validAlgName accepts the kernel's hash_algo_name spellings (sha1,
+// sha256, sm3_256, streebog512, wp512, ...): lowercase letters, digits, '_', '-'.
+func validAlgName(s string) bool {
+	if len(s) > 32 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // buildTemplateData serialises the template fields as the kernel does:
