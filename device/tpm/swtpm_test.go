@@ -36,13 +36,7 @@ func requireTool(t *testing.T, name string) string {
 
 func startSwtpmState(t *testing.T, state string) string {
 	t.Helper()
-	bin, err := exec.LookPath("swtpm")
-	if err != nil {
-		if os.Getenv("RAT_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal("swtpm not installed and RAT_REQUIRE_INTEGRATION=1")
-		}
-		t.Skip("swtpm not installed")
-	}
+	bin := requireTool(t, "swtpm")
 	for attempt := 0; attempt < 5; attempt++ {
 		port := freePortPair(t)
 		cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+state,
