@@ -1,11 +1,7 @@
 package ima
 
 import (
-	"bytes"
-	"crypto/sha1"
-	"crypto/sha256"
 	"fmt"
-	"hash"
 
 	"github.com/ratatouille/rat/evidence/failure"
 )
@@ -55,37 +51,13 @@ func (e Entry) IsViolation() bool {
 	return true
 }
 
-// CheckTemplateHash verifies that the logged template hash is the hash of
-// the entry's own template data, so that the fields a policy judges are
-// the fields that were extended into the PCR. Violations are exempt (the
-// kernel logs zeros for them). Template hashes of 20 bytes are SHA-1;
-// 32-byte ones (logs of non-SHA-1 template hash) are SHA-256.
-func (e Entry) CheckTemplateHash() error {
-	if e.IsViolation() {
-		return nil
-	}
-	var h hash.Hash
-	switch len(e.TemplateHash) {
-	case 20:
-		h = sha1.New()
-	case 32:
-		h = sha256.New()
-	default:
-		return fmt.Errorf("ima: %s entry %q: template hash of %d bytes cannot be checked", e.TemplateName, e.Path, len(e.TemplateHash))
-	}
-	h.Write(e.TemplateData)
-	if !bytes.Equal(h.Sum(nil), e.TemplateHash) {
-		return fmt.Errorf("ima: %s entry %q: template hash %x is not the hash of its fields", e.TemplateName, e.Path, e.TemplateHash)
-	}
-	return nil
-}
-
-// CheckTemplateHashes runs CheckTemplateHash on each entry and returns one
-// failure event (ima.parser.invalid_entry) per entry that fails, naming it.
+// CheckTemplateHashes runs VerifyTemplateHash on each entry and returns one
+// failure event (ima.parser.invalid_entry) per entry that fails, naming it;
+// VerifyTemplateHashes stops at the first.
 func CheckTemplateHashes(entries []Entry) []failure.Event {
 	var out []failure.Event
 	for i, e := range entries {
-		if err := e.CheckTemplateHash(); err != nil {
+		if err := e.VerifyTemplateHash(); err != nil {
 			out = append(out, failure.Event{ID: failure.IMAParsingError, Severity: failure.Critical, Context: fmt.Sprintf("entry %d: %v", i+1, err)})
 		}
 	}

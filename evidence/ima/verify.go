@@ -3,6 +3,7 @@ package ima
 import (
 	"bytes"
 	"crypto/sha1"
+	"crypto/sha256"
 	"fmt"
 
 	"github.com/ratatouille/rat/evidence/failure"
@@ -17,14 +18,23 @@ func (e Entry) VerifyTemplateHash() error {
 	if e.IsViolation() {
 		return nil
 	}
-	if len(e.TemplateHash) != sha1.Size {
-		return failure.New(failure.IMAParsingError, "%s: template hash is %d bytes, want %d", e.Path, len(e.TemplateHash), sha1.Size)
+	// Kernels log SHA-1 template hashes; logs with 32-byte template hashes
+	// (Keylime's sm3_256 test logs) are checked as SHA-256.
+	var got []byte
+	switch len(e.TemplateHash) {
+	case sha1.Size:
+		h := sha1.Sum(e.TemplateData)
+		got = h[:]
+	case sha256.Size:
+		h := sha256.Sum256(e.TemplateData)
+		got = h[:]
+	default:
+		return failure.New(failure.IMAParsingError, "%s: template hash is %d bytes, want %d or %d", e.Path, len(e.TemplateHash), sha1.Size, sha256.Size)
 	}
 	if e.TemplateData == nil {
 		return failure.New(failure.IMAParsingError, "%s: no template data", e.Path)
 	}
-	got := sha1.Sum(e.TemplateData)
-	if !bytes.Equal(got[:], e.TemplateHash) {
+	if !bytes.Equal(got, e.TemplateHash) {
 		return failure.New(failure.IMAParsingError, "%s: template hash mismatch: logged %x, fields hash to %x", e.Path, e.TemplateHash, got)
 	}
 	return nil
