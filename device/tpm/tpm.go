@@ -193,3 +193,7 @@ func toUint(p []int) []uint {
 	}
 	return out
 }
+
+// New wraps an already open TPM transport, such as the go-tpm-tools
+// simulator's in the root module's simulated device.
+func New(t transport.TPMCloser) *TPM { return &TPM{t: t} }

@@ -171,3 +171,18 @@ func (r *Replayer) AdvanceTo(delta []Entry, quoted []byte) (int, error) {
 	}
 	return r.count, failure.New(failure.IMAPCRMismatch, "PCR 10 (%v) quoted %x: no prefix of entries %d..%d replays to it", r.bank, quoted, r.count, r.count+len(delta))
 }
+
+// Resume continues a replay from a stored state: value is the PCR value
+// after count entries. The hub keeps (value, count) per device so that each
+// attestation costs O(delta), not O(log).
+func Resume(bank crypto.Hash, value []byte, count int) (*Replayer, error) {
+	if count < 0 {
+		return nil, fmt.Errorf("ima: resume: negative count %d", count)
+	}
+	r, err := NewReplayer(bank, value)
+	if err != nil {
+		return nil, err
+	}
+	r.count = count
+	return r, nil
+}
