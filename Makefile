@@ -7,7 +7,7 @@ BIN := $(CURDIR)/bin
 FUZZTIME ?= 10s
 export CGO_ENABLED ?= 1
 
-.PHONY: hooks all build test demo bench fuzz lint e2e clean check-deps yocto-toolchain
+.PHONY: hooks all build test demo bench fuzz lint e2e clean check-deps yocto-toolchain yocto-mods
 
 all: build
 
@@ -48,6 +48,11 @@ lint:
 yocto-toolchain:
 	cd evidence && GOTOOLCHAIN=go1.24.6 $(GO) build ./...
 	cd device && GOTOOLCHAIN=go1.24.6 CGO_ENABLED=0 $(GO) build ./...
+
+# Rewrite the rat-agent recipe's gomod:// and license includes and its SRCREV
+# (HEAD) from device/go.sum; commit them with the go.sum change (yocto/README.md).
+yocto-mods:
+	$(GO) run ./yocto/cmd/gomods
 
 # Refuse >1 MiB files and ELF binaries at commit time (a session's submission is size-limited).
 hooks:
