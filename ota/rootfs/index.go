@@ -89,8 +89,8 @@ func (x *Index) Resolve(p string) (string, error) {
 
 // Aliases maps other names by which a regular file can be opened to its
 // canonical path: file symlinks, and the files under a directory symlink
-// such as a usr-merged /bin -> usr/bin (one directory-link level, which is
-// how usr-merge and /lib64 links look). A policy keyed only by canonical
+// such as a usr-merged /bin -> usr/bin, and file links below those (one
+// directory-link level, which is how usr-merge and /lib64 links look). A policy keyed only by canonical
 // paths is what IMA needs; the aliases let a policy also accept a log
 // written on a system whose kernel printed the name used (for example
 // files opened before a merge-converting update).
@@ -120,8 +120,19 @@ func (x *Index) Aliases() map[string]string {
 				continue // a link to the root would alias everything
 			}
 			for _, q := range names {
-				if qe := x.entries[q]; strings.HasPrefix(q, prefix) && qe.IsRegular() {
-					out[p+"/"+strings.TrimPrefix(q, prefix)] = q
+				if !strings.HasPrefix(q, prefix) {
+					continue
+				}
+				alias := p + "/" + strings.TrimPrefix(q, prefix)
+				switch qe := x.entries[q]; {
+				case qe.IsRegular():
+					out[alias] = q
+				case qe.IsSymlink():
+					// /lib/x86_64-linux-gnu/libz.so.1: a file link
+					// under a directory link.
+					if rq, err := x.Resolve(q); err == nil && x.entries[rq].IsRegular() {
+						out[alias] = rq
+					}
 				}
 			}
 		}

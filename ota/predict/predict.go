@@ -1,0 +1,289 @@
+package predict
+
+import (
+	"bytes"
+	"crypto"
+	_ "crypto/sha1" // kernel hash algorithms IMA can be built with
+	_ "crypto/sha256"
+	_ "crypto/sha512"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ratatouille/rat/evidence/ima"
+	"github.com/ratatouille/rat/evidence/runtimepolicy"
+	"github.com/ratatouille/rat/ota/rootfs"
+)
+
+// IMAPolicy names the kernel IMA policy the release boots with.
+type IMAPolicy string
+
+const (
+	// TCB is ima_policy=tcb: every file root opens for reading, every
+	// executed or exec-mmapped file, every module and firmware blob.
+	TCB IMAPolicy = "tcb"
+	// Exec is the narrower policy the Ratatouille layer ships (BPRM_CHECK,
+	// FILE_MMAP MAY_EXEC, MODULE_CHECK, FIRMWARE_CHECK): only what can run.
+	Exec IMAPolicy = "exec"
+)
+
+// Class says why a file is in the policy.
+type Class string
+
+// File classes.
+const (
+	ClassExecutable   Class = "executable"
+	ClassSharedObject Class = "shared-object"
+	ClassModule       Class = "kernel-module"
+	ClassFirmware     Class = "firmware"
+	ClassScript       Class = "script"
+	ClassFile         Class = "file" // measured only under tcb
+)
+
+// hashes are the kernel ima_hash algorithms predict can compute, by the
+// names IMA logs (and Keylime policies use).
+var hashes = map[string]crypto.Hash{"sha1": crypto.SHA1, "sha256": crypto.SHA256, "sha384": crypto.SHA384, "sha512": crypto.SHA512}
+
+type config struct {
+	policy   IMAPolicy
+	alg      string
+	excludes []string
+	aliases  bool
+	now      func() time.Time
+}
+
+// Option configures Predict.
+type Option func(*config)
+
+// WithIMAPolicy selects the kernel IMA policy (default TCB, the kernel's
+// built-in ima_policy=tcb).
+func WithIMAPolicy(p IMAPolicy) Option { return func(c *config) { c.policy = p } }
+
+// WithHashAlgorithm sets the kernel's IMA hash algorithm (ima_hash=, or
+// CONFIG_IMA_DEFAULT_HASH); default sha256. A policy hashed with another
+// algorithm than the kernel's matches nothing.
+func WithHashAlgorithm(name string) Option { return func(c *config) { c.alg = name } }
+
+// WithExcludes adds the group's exclude regexes (Keylime syntax): they
+// are written to the policy and matching files are left out.
+func WithExcludes(patterns ...string) Option {
+	return func(c *config) { c.excludes = append(c.excludes, patterns...) }
+}
+
+// WithoutAliases keys files only by canonical path. By default a file
+// reachable through a symlink (a usr-merged /bin/sh, a libfoo.so.1 link)
+// is also allowed under that name with the same digest: harmless, since
+// only that exact content is allowed, and it keeps a prediction valid for
+// logs whose paths were recorded through the link.
+func WithoutAliases() Option { return func(c *config) { c.aliases = false } }
+
+// WithClock sets the clock for the policy's meta.timestamp.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// File is one measured file of the prediction.
+type File struct {
+	Path   string
+	Class  Class
+	Digest []byte
+	// AliasOf is the canonical path when Path is a symlink name of it.
+	AliasOf string
+}
+
+// Result is a predicted policy and what went into it.
+type Result struct {
+	Policy    *runtimepolicy.Policy
+	Files     []File // sorted by path; aliases included
+	Algorithm string
+	// Unmeasured counts regular files the IMA policy will not measure.
+	Unmeasured int
+	// Excluded counts measured files left out by the exclude list.
+	Excluded int
+}
+
+// headLen is how much of a file classification looks at (ELF header).
+const headLen = 64
+
+// Predict walks the image and returns the runtime policy a device booted
+// from it should satisfy. It fails rather than return a partial policy:
+// a file it cannot read would otherwise become a false alarm on every
+// device.
+func Predict(r rootfs.Reader, opts ...Option) (*Result, error) {
+	cfg := config{policy: TCB, alg: "sha256", aliases: true, now: time.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.policy != TCB && cfg.policy != Exec {
+		return nil, fmt.Errorf("predict: unknown IMA policy %q (want tcb or exec)", cfg.policy)
+	}
+	h, ok := hashes[cfg.alg]
+	if !ok {
+		return nil, fmt.Errorf("predict: hash algorithm %q not supported (want sha1, sha256, sha384 or sha512)", cfg.alg)
+	}
+	idx := rootfs.NewIndex()
+	measured := map[string]File{}
+	var hardLinks []rootfs.Entry
+	res := &Result{Algorithm: cfg.alg}
+	err := r.Walk(func(e rootfs.Entry) error {
+		idx.Add(e)
+		if !e.IsRegular() {
+			return nil
+		}
+		if e.Link != "" {
+			hardLinks = append(hardLinks, e)
+			return nil
+		}
+		f, ok, err := measure(e, cfg.policy, h)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			res.Unmeasured++
+			return nil
+		}
+		measured[e.Path] = f
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("predict: %w", err)
+	}
+	// A hard link is the same inode: measured exactly when its target is.
+	for _, e := range hardLinks {
+		t, ok := measured[e.Link]
+		if !ok {
+			if _, known := idx.Lookup(e.Link); !known {
+				return nil, fmt.Errorf("predict: hard link %s to missing %s", e.Path, e.Link)
+			}
+			res.Unmeasured++
+			continue
+		}
+		measured[e.Path] = File{Path: e.Path, Class: t.Class, Digest: t.Digest}
+	}
+	if cfg.aliases {
+		for alias, canon := range idx.Aliases() {
+			if _, real := measured[alias]; real {
+				continue
+			}
+			if t, ok := measured[canon]; ok {
+				measured[alias] = File{Path: alias, Class: t.Class, Digest: t.Digest, AliasOf: canon}
+			}
+		}
+	}
+	paths := make([]string, 0, len(measured))
+	for p := range measured {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	entries := make([]ima.Entry, 0, len(paths))
+	for _, p := range paths {
+		f := measured[p]
+		res.Files = append(res.Files, f)
+		entries = append(entries, ima.Entry{PCR: 10, TemplateName: "ima-ng", DigestAlg: cfg.alg, Digest: f.Digest, Path: p})
+	}
+	pol, err := runtimepolicy.FromEntries(entries, runtimepolicy.WithExcludes(cfg.excludes...), runtimepolicy.WithClock(cfg.now))
+	if err != nil {
+		return nil, fmt.Errorf("predict: %w", err)
+	}
+	kept := res.Files[:0]
+	for _, f := range res.Files {
+		if pol.Excluded(f.Path) {
+			res.Excluded++
+			continue
+		}
+		kept = append(kept, f)
+	}
+	res.Files = kept
+	res.Policy = pol
+	return res, nil
+}
+
+// measure hashes e when the IMA policy measures it.
+func measure(e rootfs.Entry, pol IMAPolicy, h crypto.Hash) (File, bool, error) {
+	class, byPath := classifyPath(e.Path)
+	if pol == Exec && !byPath && e.Size < 4 {
+		return File{}, false, nil // too short to be ELF or a script
+	}
+	rc, err := e.Open()
+	if err != nil {
+		return File{}, false, fmt.Errorf("predict: %s: %w", e.Path, err)
+	}
+	defer rc.Close()
+	head := make([]byte, headLen)
+	n, err := io.ReadFull(rc, head)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return File{}, false, fmt.Errorf("predict: read %s: %w", e.Path, err)
+	}
+	head = head[:n]
+	if !byPath {
+		class = classifyContent(e.Path, head, e.Mode.Perm()&0o111 != 0)
+	}
+	if pol == Exec && class == ClassFile {
+		return File{}, false, nil
+	}
+	hh := h.New()
+	hh.Write(head)
+	m, err := io.Copy(hh, rc)
+	if err != nil {
+		return File{}, false, fmt.Errorf("predict: read %s: %w", e.Path, err)
+	}
+	if got := int64(n) + m; got != e.Size {
+		return File{}, false, fmt.Errorf("predict: %s: read %d bytes, image says %d", e.Path, got, e.Size)
+	}
+	return File{Path: e.Path, Class: class, Digest: hh.Sum(nil)}, true, nil
+}
+
+var moduleSuffixes = []string{".ko", ".ko.xz", ".ko.gz", ".ko.zst"}
+
+// classifyPath recognises modules and firmware by where the kernel loads
+// them from (MODULE_CHECK and FIRMWARE_CHECK measure the file as stored,
+// compressed or not).
+func classifyPath(p string) (Class, bool) {
+	for _, dir := range []string{"/lib/modules/", "/usr/lib/modules/"} {
+		if strings.HasPrefix(p, dir) {
+			for _, s := range moduleSuffixes {
+				if strings.HasSuffix(p, s) {
+					return ClassModule, true
+				}
+			}
+		}
+	}
+	for _, dir := range []string{"/lib/firmware/", "/usr/lib/firmware/"} {
+		if strings.HasPrefix(p, dir) {
+			return ClassFirmware, true
+		}
+	}
+	return ClassFile, false
+}
+
+// classifyContent recognises what can be executed or exec-mapped: ELF
+// executables and shared objects (whatever the mode bits: ld.so maps
+// libraries that are not executable), and "#!" scripts with an execute
+// bit (BPRM_CHECK measures the script itself before its interpreter).
+func classifyContent(p string, head []byte, executable bool) Class {
+	if len(head) >= 18 && bytes.HasPrefix(head, []byte("\x7fELF")) {
+		var typ uint16
+		switch head[5] {
+		case 1:
+			typ = binary.LittleEndian.Uint16(head[16:])
+		case 2:
+			typ = binary.BigEndian.Uint16(head[16:])
+		}
+		switch typ {
+		case 2: // ET_EXEC
+			return ClassExecutable
+		case 3: // ET_DYN: PIE executable or shared object
+			if strings.Contains(path.Base(p), ".so") || !executable {
+				return ClassSharedObject
+			}
+			return ClassExecutable
+		}
+		return ClassFile
+	}
+	if executable && bytes.HasPrefix(head, []byte("#!")) {
+		return ClassScript
+	}
+	return ClassFile
+}
