@@ -1,0 +1,156 @@
+package broker
+
+import (
+	"crypto/subtle"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/ratatouille/rat/evidence/protocol"
+)
+
+// HubUser is the username of the hub's own client.
+const HubUser = "rat-hub"
+
+// Config configures the broker.
+type Config struct {
+	// Addr is the listen address (host:port; port 0 picks a free one).
+	Addr string
+	// TLS, when set, serves MQTT over TLS; with ClientAuth set to require
+	// certificates, usernames are bound to certificate common names.
+	TLS *tls.Config
+	// Fleet is the only fleet whose topics devices may use.
+	Fleet string
+	// HubSecret is the password of the hub's client.
+	HubSecret string
+	Log       *slog.Logger
+	// OnDenied is called for each refused connect, publish or subscribe.
+	OnDenied func(user, topic, why string)
+}
+
+// Broker is a running embedded broker.
+type Broker struct {
+	srv *mqtt.Server
+	l   *listeners.TCP
+}
+
+// Start starts the broker.
+func Start(cfg Config) (*Broker, error) {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: log})
+	// Bound packets a little above the protocol's message bound.
+	srv.Options.Capabilities.MaximumPacketSize = protocol.MaxMessage + 4096
+	if err := srv.AddHook(&acl{cfg: cfg}, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	l := listeners.NewTCP(listeners.Config{ID: "rat", Address: cfg.Addr, TLSConfig: cfg.TLS})
+	if err := srv.AddListener(l); err != nil {
+		return nil, fmt.Errorf("broker: listen %s: %w", cfg.Addr, err)
+	}
+	go func() {
+		if err := srv.Serve(); err != nil {
+			log.Error("broker stopped", "err", err)
+		}
+	}()
+	return &Broker{srv: srv, l: l}, nil
+}
+
+// Addr is the address the broker listens on.
+func (b *Broker) Addr() string { return b.l.Address() }
+
+// Close stops the broker.
+func (b *Broker) Close() error { return b.srv.Close() }
+
+type acl struct {
+	mqtt.HookBase
+	cfg Config
+}
+
+func (a *acl) ID() string { return "rat-acl" }
+
+func (a *acl) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (a *acl) denied(user, topic, why string) {
+	if a.cfg.OnDenied != nil {
+		a.cfg.OnDenied(user, topic, why)
+	}
+}
+
+func (a *acl) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	user := string(pk.Connect.Username)
+	if user == HubUser {
+		ok := a.cfg.HubSecret != "" && subtle.ConstantTimeCompare(pk.Connect.Password, []byte(a.cfg.HubSecret)) == 1
+		if !ok {
+			a.denied(user, "", "wrong hub secret")
+		}
+		return ok
+	}
+	if err := protocol.ValidID(user); err != nil {
+		a.denied(user, "", "username is not a device id")
+		return false
+	}
+	if pk.Connect.ClientIdentifier != user {
+		a.denied(user, "", "client id must equal the username")
+		return false
+	}
+	if a.cfg.TLS != nil && a.cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert {
+		cn, ok := peerCN(cl)
+		if !ok || cn != user {
+			a.denied(user, "", "username does not match the client certificate")
+			return false
+		}
+	}
+	return true
+}
+
+func peerCN(cl *mqtt.Client) (string, bool) {
+	tc, ok := cl.Net.Conn.(*tls.Conn)
+	if !ok {
+		return "", false
+	}
+	st := tc.ConnectionState()
+	if len(st.PeerCertificates) == 0 {
+		return "", false
+	}
+	return st.PeerCertificates[0].Subject.CommonName, true
+}
+
+func (a *acl) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	user := string(cl.Properties.Username)
+	if user == HubUser {
+		return true
+	}
+	ok := Allowed(a.cfg.Fleet, user, topic, write)
+	if !ok {
+		a.denied(user, topic, map[bool]string{true: "publish outside the device's topics", false: "subscribe outside the device's topics"}[write])
+	}
+	return ok
+}
+
+// Allowed is the device ACL: publish to rat/v1/dt/<fleet>/<user>/<kind>,
+// subscribe to rat/v1/cmd/<fleet>/<user>/<kind or +>.
+func Allowed(fleet, user, topic string, write bool) bool {
+	parts := strings.Split(topic, "/")
+	if len(parts) != 6 || parts[0]+"/"+parts[1] != protocol.Prefix || parts[3] != fleet || parts[4] != user {
+		return false
+	}
+	kind := parts[5]
+	if kind == "" || kind == "#" || strings.ContainsAny(kind, "#") {
+		return false
+	}
+	if write {
+		return parts[2] == "dt" && kind != "+"
+	}
+	return parts[2] == "cmd"
+}

@@ -1,0 +1,646 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/ratatouille/rat/evidence/failure"
+	"github.com/ratatouille/rat/evidence/ima"
+	"github.com/ratatouille/rat/evidence/protocol"
+	"github.com/ratatouille/rat/evidence/runtimepolicy"
+	"github.com/ratatouille/rat/hub/broker"
+	"github.com/ratatouille/rat/hub/revoke"
+	"github.com/ratatouille/rat/hub/store"
+	"github.com/ratatouille/rat/hub/verifier"
+)
+
+// Config configures a Server.
+type Config struct {
+	Store    store.Store
+	Verifier verifier.Config
+	Fleet    string
+	// MQTT is an external broker URL (tcp://host:port). Empty: start the
+	// embedded broker on EmbeddedAddr.
+	MQTT         string
+	MQTTUser     string
+	MQTTPassword string
+	EmbeddedAddr string
+	// StaleAfter marks a TRUSTED device STALE when no evidence verified for
+	// this long (default 30 s: three default heartbeats).
+	StaleAfter time.Duration
+	Actions    []revoke.Action
+	// OnUntrusted is called (after the state is stored) for each device
+	// that turns UNTRUSTED, e.g. to revoke its tokens.
+	OnUntrusted func(key string)
+	// PolicyCheck verifies a policy's signature before it is activated; nil
+	// with AllowUnsignedPoliciesUnsafe accepts unsigned policies.
+	PolicyCheck                 func(group string, doc, bundle []byte) (*PolicyMeta, error)
+	AllowUnsignedPoliciesUnsafe bool
+	Workers                     int
+	Log                         *slog.Logger
+}
+
+// PolicyMeta is what a signature check tells about a policy.
+type PolicyMeta struct {
+	Signer, Issuer string
+	LogIndex       int64
+	LogID          string
+	Signed         time.Time
+}
+
+// Server is a running hub.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	st       store.Store
+	v        *verifier.Verifier
+	broker   *broker.Broker
+	client   paho.Client
+	runner   *revoke.Runner
+	queues   []chan msg
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+	ctx      context.Context
+	groupMu  sync.Mutex
+	policies map[string]*cachedPolicy
+	Metrics  Metrics
+	brokerURL string
+	qmu       sync.RWMutex
+	closed    bool
+}
+
+type cachedPolicy struct {
+	p      *runtimepolicy.Policy
+	digest string
+}
+
+type msg struct {
+	fleet, device, kind string
+	payload             []byte
+	fn                  func() // work to run in the device's order instead
+}
+
+// Metrics are the hub's counters (exposed at /metrics by hub/api).
+type Metrics struct {
+	Messages, Rejected, Verified, Untrusted, Duplicates, Malformed, Denied atomic.Uint64
+}
+
+// Start starts the hub.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("server: a store is required")
+	}
+	if cfg.Fleet == "" {
+		cfg.Fleet = "default"
+	}
+	if err := protocol.ValidID(cfg.Fleet); err != nil {
+		return nil, fmt.Errorf("server: fleet: %w", err)
+	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = 30 * time.Second
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4 * runtime.NumCPU()
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Server{cfg: cfg, log: cfg.Log, st: cfg.Store, cancel: cancel, ctx: ctx, policies: map[string]*cachedPolicy{}}
+	vc := cfg.Verifier
+	vc.Policies = s.policyFor
+	s.v = verifier.New(vc)
+	s.runner = &revoke.Runner{Actions: append([]revoke.Action{&revoke.Func{N: "mqtt command", F: s.commandDevice}}, cfg.Actions...), Audit: s.auditAction}
+
+	url, user, pass := cfg.MQTT, cfg.MQTTUser, cfg.MQTTPassword
+	if url == "" {
+		secret := make([]byte, 24)
+		if _, err := rand.Read(secret); err != nil {
+			cancel()
+			return nil, err
+		}
+		addr := cfg.EmbeddedAddr
+		if addr == "" {
+			addr = "127.0.0.1:0"
+		}
+		b, err := broker.Start(broker.Config{Addr: addr, Fleet: cfg.Fleet, HubSecret: hex.EncodeToString(secret), Log: cfg.Log.With("component", "broker"),
+			OnDenied: func(u, t, why string) {
+				s.Metrics.Denied.Add(1)
+				s.log.Warn("broker refused", "user", u, "topic", t, "why", why)
+			}})
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		s.broker = b
+		url, user, pass = "tcp://"+b.Addr(), broker.HubUser, hex.EncodeToString(secret)
+	}
+	s.brokerURL = url
+	for i := 0; i < cfg.Workers; i++ {
+		q := make(chan msg, 1024)
+		s.queues = append(s.queues, q)
+		s.wg.Add(1)
+		go s.worker(q)
+	}
+	o := paho.NewClientOptions().AddBroker(url).SetClientID("rat-hub-" + cfg.Fleet).SetUsername(user).SetPassword(pass).
+		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(500 * time.Millisecond).
+		SetMaxReconnectInterval(5 * time.Second).SetOrderMatters(true)
+	sub := protocol.Prefix + "/dt/" + cfg.Fleet + "/+/+"
+	connected := make(chan struct{}, 1)
+	o.SetOnConnectHandler(func(c paho.Client) {
+		t := c.Subscribe(sub, 1, s.onMessage)
+		t.Wait()
+		if t.Error() != nil {
+			s.log.Error("subscribe", "topic", sub, "err", t.Error())
+			return
+		}
+		s.log.Info("hub connected to broker", "broker", url)
+		select {
+		case connected <- struct{}{}:
+		default:
+		}
+	})
+	o.SetConnectionLostHandler(func(_ paho.Client, err error) { s.log.Warn("hub lost the broker", "err", err) })
+	s.client = paho.NewClient(o)
+	s.client.Connect()
+	select {
+	case <-connected:
+	case <-time.After(15 * time.Second):
+		s.Close()
+		return nil, fmt.Errorf("server: cannot connect to the broker at %s", url)
+	}
+	s.wg.Add(1)
+	go s.staleLoop()
+	return s, nil
+}
+
+// BrokerURL is the broker devices should use (the embedded one's address).
+func (s *Server) BrokerURL() string { return s.brokerURL }
+
+// Close stops the hub.
+func (s *Server) Close() error {
+	s.cancel()
+	if s.client != nil {
+		s.client.Disconnect(250)
+	}
+	s.qmu.Lock()
+	s.closed = true
+	for _, q := range s.queues {
+		close(q)
+	}
+	s.qmu.Unlock()
+	s.wg.Wait()
+	s.runner.Wait()
+	if s.broker != nil {
+		return s.broker.Close()
+	}
+	return nil
+}
+
+func (s *Server) onMessage(_ paho.Client, m paho.Message) {
+	s.Metrics.Messages.Add(1)
+	fleet, device, kind, err := protocol.ParseUpTopic(m.Topic())
+	if err != nil || fleet != s.cfg.Fleet {
+		s.Metrics.Malformed.Add(1)
+		return
+	}
+	s.enqueue(msg{fleet: fleet, device: device, kind: kind, payload: append([]byte(nil), m.Payload()...)})
+}
+
+// enqueue hands m to its device's worker; messages of one device always go
+// to the same worker, so they are processed in arrival order.
+func (s *Server) enqueue(m msg) {
+	s.qmu.RLock()
+	defer s.qmu.RUnlock()
+	if s.closed {
+		return
+	}
+	h := fnv.New32a()
+	h.Write([]byte(m.device))
+	q := s.queues[int(h.Sum32())%len(s.queues)]
+	select {
+	case q <- m:
+	case <-s.ctx.Done():
+	}
+}
+
+func (s *Server) worker(q chan msg) {
+	defer s.wg.Done()
+	for m := range q {
+		if m.fn != nil {
+			m.fn()
+			continue
+		}
+		s.handle(m)
+	}
+}
+
+func (s *Server) publish(fleet, device, kind string, m any) {
+	b, err := protocol.Marshal(m)
+	if err != nil {
+		s.log.Error("encode reply", "err", err)
+		return
+	}
+	s.client.Publish(protocol.DownTopic(fleet, device, kind), 1, false, b)
+}
+
+func (s *Server) handle(m msg) {
+	key := verifier.Key(m.fleet, m.device)
+	d, err := s.st.Device(key)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("store read", "device", key, "err", err)
+		return
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		d = nil
+	}
+	var out verifier.Outcome
+	malformed := func(err error) {
+		s.Metrics.Malformed.Add(1)
+		s.log.Warn("malformed message", "device", key, "kind", m.kind, "err", err)
+		if d != nil {
+			e := failure.Event{ID: failure.EvidenceMalformed, Severity: failure.Critical, Context: fmt.Sprintf("%s message: %v", m.kind, err)}
+			if errors.Is(err, protocol.ErrTooLarge) {
+				e.ID = failure.EvidenceOversize
+			}
+			_ = s.st.AppendEvents(key, []store.Event{{Time: time.Now().UTC(), Kind: "rejected", Detail: "message refused", Event: &e}})
+		}
+	}
+	switch m.kind {
+	case protocol.KindEnroll:
+		var e protocol.Enroll
+		if err := protocol.Unmarshal(m.payload, &e); err != nil {
+			malformed(err)
+			return
+		}
+		out = s.v.Enroll(d, m.fleet, m.device, &e)
+	case protocol.KindActivate:
+		var a protocol.Activate
+		if err := protocol.Unmarshal(m.payload, &a); err != nil {
+			malformed(err)
+			return
+		}
+		out = s.v.Activate(d, m.fleet, m.device, &a)
+	case protocol.KindEvidence:
+		if d == nil {
+			s.Metrics.Rejected.Add(1)
+			return
+		}
+		var e protocol.Evidence
+		if err := protocol.Unmarshal(m.payload, &e); err != nil {
+			malformed(err)
+			return
+		}
+		out = s.v.Evidence(d, m.payload, &e, func(seq uint64) ([]byte, error) { return s.st.EvidenceRecord(key, seq) })
+	default:
+		malformed(fmt.Errorf("unknown message kind %q", m.kind))
+		return
+	}
+	if out.Device == nil && len(out.Events) > 0 {
+		if d != nil {
+			_ = s.st.AppendEvents(key, out.Events)
+		} else {
+			for _, e := range out.Events {
+				s.log.Warn("refused", "device", key, "detail", e.Detail, "event", e.Event)
+			}
+		}
+	}
+	if out.Baseline != nil {
+		if err := s.storeBaseline(out.Device.Group, out.Baseline); err != nil {
+			s.log.Error("baseline policy", "group", out.Device.Group, "err", err)
+		} else if p, _ := s.st.ActivePolicy(out.Device.Group); p != nil {
+			out.Device.PolicyDigest = p.Digest
+		}
+	}
+	if out.Device != nil {
+		// Persist before anything is acknowledged: an ack means the hub
+		// will never need the record again.
+		if err := s.st.Save(out.Device, out.Events, out.Seq, out.Raw); err != nil {
+			s.log.Error("store write; not acknowledging", "device", key, "err", err)
+			return
+		}
+	}
+	for _, e := range out.Events {
+		switch e.Kind {
+		case "rejected":
+			s.Metrics.Rejected.Add(1)
+			s.log.Warn("evidence refused", "device", key, "seq", e.Seq, "event", e.Event.String())
+		case "failure":
+			s.log.Warn("attestation failure", "device", key, "seq", e.Seq, "event", e.Event.String())
+		case "state", "enrolled":
+			s.log.Info(e.Detail, "device", key)
+		}
+	}
+	if m.kind == protocol.KindEvidence {
+		if a, ok := out.Reply.(*protocol.Ack); ok && !a.Rejected {
+			s.Metrics.Verified.Add(1)
+		}
+		if d != nil && out.Device == nil {
+			s.Metrics.Duplicates.Add(1)
+		}
+	}
+	if out.Reply != nil {
+		s.publish(m.fleet, m.device, out.ReplyKind, out.Reply)
+	}
+	if out.Became == store.Untrusted {
+		s.Metrics.Untrusted.Add(1)
+		s.fireUntrusted(out.Device)
+	}
+}
+
+func (s *Server) fireUntrusted(d *store.Device) {
+	if s.cfg.OnUntrusted != nil {
+		s.cfg.OnUntrusted(d.Key)
+	}
+	s.runner.Fire(s.ctx, revoke.Event{Device: d.ID, Fleet: d.Fleet, Group: d.Group, State: d.State, Reason: d.Reason, Time: time.Now().UTC()})
+}
+
+func (s *Server) commandDevice(_ context.Context, e revoke.Event) error {
+	b, err := protocol.Marshal(&protocol.Command{Action: "revoke", Reason: e.Reason})
+	if err != nil {
+		return err
+	}
+	t := s.client.Publish(protocol.DownTopic(e.Fleet, e.Device, protocol.KindCommand), 1, false, b)
+	if !t.WaitTimeout(5 * time.Second) {
+		return errors.New("publish timed out")
+	}
+	return t.Error()
+}
+
+func (s *Server) auditAction(e revoke.Event, action string, attempt int, err error) {
+	detail := fmt.Sprintf("revocation action %q attempt %d: ok", action, attempt)
+	if err != nil {
+		detail = fmt.Sprintf("revocation action %q attempt %d failed: %v", action, attempt, err)
+	}
+	_ = s.st.AppendEvents(verifier.Key(e.Fleet, e.Device), []store.Event{{Time: time.Now().UTC(), Kind: "action", Detail: detail}})
+}
+
+func (s *Server) staleLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		devs, err := s.st.Devices()
+		if err != nil {
+			continue
+		}
+		for _, d := range devs {
+			if d.State == store.Trusted && time.Since(d.LastVerified) > s.cfg.StaleAfter {
+				// Go through the device's worker so this cannot race its evidence.
+				s.enqueueFunc(d.ID, func() { s.markStale(d.Key) })
+			}
+		}
+	}
+}
+
+// enqueueFunc runs f on the device's worker.
+func (s *Server) enqueueFunc(device string, f func()) {
+	s.enqueue(msg{device: device, fn: f})
+}
+
+func (s *Server) markStale(key string) {
+	d, err := s.st.Device(key)
+	if err != nil || d.State != store.Trusted || time.Since(d.LastVerified) <= s.cfg.StaleAfter {
+		return
+	}
+	d.State, d.Reason = store.Stale, fmt.Sprintf("no verified evidence since %s", d.LastVerified.Format(time.RFC3339))
+	_ = s.st.Save(d, []store.Event{{Time: time.Now().UTC(), Kind: "state", State: store.Stale, Detail: "TRUSTED → STALE: " + d.Reason}}, 0, nil)
+	s.log.Warn("device is stale", "device", key)
+}
+
+// policyFor returns the group's active policy, parsed once per digest.
+func (s *Server) policyFor(group string) (*runtimepolicy.Policy, string, error) {
+	p, err := s.st.ActivePolicy(group)
+	if err != nil {
+		return nil, "", fmt.Errorf("no active runtime policy: %w", err)
+	}
+	s.groupMu.Lock()
+	defer s.groupMu.Unlock()
+	if c := s.policies[group]; c != nil && c.digest == p.Digest {
+		return c.p, c.digest, nil
+	}
+	rp, err := runtimepolicy.Parse(p.JSON)
+	if err != nil {
+		return nil, "", fmt.Errorf("active policy %s: %w", p.Digest, err)
+	}
+	s.policies[group] = &cachedPolicy{p: rp, digest: p.Digest}
+	return rp, p.Digest, nil
+}
+
+func (s *Server) storeBaseline(group string, p *runtimepolicy.Policy) error {
+	if _, err := s.st.ActivePolicy(group); err == nil {
+		return nil // the group already has a policy
+	}
+	doc, err := p.Marshal()
+	if err != nil {
+		return err
+	}
+	return s.st.PutPolicy(&store.Policy{Group: group, Name: "Baseline::" + group, Digest: verifier.PolicyDigest(doc), JSON: doc,
+		Source: "baseline", Status: "active", Activated: time.Now().UTC()})
+}
+
+// ErrUnsigned is returned for a policy without a valid signature.
+var ErrUnsigned = errors.New("server: policy is not signed by an allowed identity")
+
+// SetPolicy validates, verifies and activates a group's runtime policy, then
+// re-judges the group's devices by it. A policy that fails validation or
+// signature checks is recorded as rejected and changes nothing.
+func (s *Server) SetPolicy(group string, doc, bundle []byte, source, commit string) (*store.Policy, error) {
+	if err := protocol.ValidID(group); err != nil {
+		return nil, fmt.Errorf("server: group: %w", err)
+	}
+	now := time.Now().UTC()
+	rec := &store.Policy{Group: group, Name: group, Digest: verifier.PolicyDigest(doc), JSON: doc, Bundle: bundle, Source: source, Commit: commit, Activated: now}
+	reject := func(err error) (*store.Policy, error) {
+		rec.Status, rec.Why = "rejected", err.Error()
+		_ = s.st.PutPolicy(rec)
+		return rec, err
+	}
+	rp, err := runtimepolicy.Parse(doc)
+	if err != nil {
+		return reject(err)
+	}
+	switch {
+	case s.cfg.PolicyCheck != nil:
+		meta, err := s.cfg.PolicyCheck(group, doc, bundle)
+		if err != nil {
+			return reject(fmt.Errorf("%w: %v", ErrUnsigned, err))
+		}
+		rec.Signer, rec.Issuer, rec.LogIndex, rec.LogID, rec.Signed = meta.Signer, meta.Issuer, meta.LogIndex, meta.LogID, meta.Signed
+	case !s.cfg.AllowUnsignedPoliciesUnsafe:
+		return reject(fmt.Errorf("%w: no signature check configured", ErrUnsigned))
+	}
+	if cur, err := s.st.ActivePolicy(group); err == nil && cur.Digest == rec.Digest {
+		return cur, nil // idempotent
+	}
+	rec.Status = "active"
+	if err := s.st.PutPolicy(rec); err != nil {
+		return nil, err
+	}
+	s.log.Info("policy activated", "group", group, "digest", rec.Digest, "source", source)
+	devs, err := s.st.Devices()
+	if err != nil {
+		return rec, err
+	}
+	var wg sync.WaitGroup
+	for _, d := range devs {
+		if d.Group != group || d.State == store.Decommissioned {
+			continue
+		}
+		wg.Add(1)
+		key, id := d.Key, d.ID
+		s.enqueueFunc(id, func() {
+			defer wg.Done()
+			s.rejudge(key, rp, rec.Digest, "policy "+rec.Digest[:12]+" activated")
+		})
+	}
+	wg.Wait()
+	return rec, nil
+}
+
+// Clear is an operator's decision to re-judge an UNTRUSTED device by its
+// group's current policy (failures that are not about the runtime policy,
+// such as a bad quote signature, are cleared too: the operator says so).
+func (s *Server) Clear(key string) error {
+	d, err := s.st.Device(key)
+	if err != nil {
+		return err
+	}
+	rp, digest, err := s.policyFor(d.Group)
+	if err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	s.enqueueFunc(d.ID, func() {
+		defer close(done)
+		s.rejudgeForce(key, rp, digest, "cleared by an operator", true)
+	})
+	<-done
+	return nil
+}
+
+func (s *Server) rejudge(key string, rp *runtimepolicy.Policy, digest, why string) {
+	s.rejudgeForce(key, rp, digest, why, false)
+}
+
+// policyOnly reports whether every failure is a runtime-policy verdict that
+// a new policy may overturn.
+func policyOnly(fs []failure.Event) bool {
+	for _, f := range fs {
+		if !strings.HasPrefix(f.ID, "ima.validation.") && f.ID != failure.RuntimePolicyMissing {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) rejudgeForce(key string, rp *runtimepolicy.Policy, digest, why string, force bool) {
+	d, err := s.st.Device(key)
+	if err != nil {
+		return
+	}
+	entries, pcrs, err := s.bootEntries(d)
+	if err != nil {
+		s.log.Error("re-judge: read stored evidence", "device", key, "err", err)
+		return
+	}
+	fails := verifier.Reevaluate(rp, entries, pcrs)
+	now := time.Now().UTC()
+	var evs []store.Event
+	prev := d.State
+	d.PolicyDigest = digest
+	switch {
+	case len(fails) == 0 && d.State == store.Untrusted && (force || policyOnly(d.Failures)):
+		d.State, d.Reason, d.Failures = store.Trusted, "", nil
+		evs = append(evs, store.Event{Time: now, Kind: "state", State: d.State, Detail: "UNTRUSTED → TRUSTED: " + why})
+	case len(fails) > 0 && d.State != store.Untrusted:
+		d.State, d.Reason = store.Untrusted, fails[0].String()
+		d.Failures = append(d.Failures, fails...)
+		for i := range fails {
+			evs = append(evs, store.Event{Time: now, Kind: "failure", Event: &fails[i], Detail: why})
+		}
+		evs = append(evs, store.Event{Time: now, Kind: "state", State: d.State, Detail: prev + " → UNTRUSTED: " + d.Reason})
+	default:
+		evs = append(evs, store.Event{Time: now, Kind: "policy", Detail: why + fmt.Sprintf(" (%d failing entries)", len(fails))})
+	}
+	if err := s.st.Save(d, evs, 0, nil); err != nil {
+		s.log.Error("re-judge: store", "device", key, "err", err)
+		return
+	}
+	if prev != d.State {
+		s.log.Info("device re-judged", "device", key, "state", d.State, "why", why)
+		if d.State == store.Untrusted {
+			s.fireUntrusted(d)
+		}
+	}
+}
+
+// bootEntries reads back the current boot's IMA entries and its latest
+// quoted sha256 PCRs from the stored evidence records.
+func (s *Server) bootEntries(d *store.Device) ([]ima.Entry, map[int][]byte, error) {
+	var entries []ima.Entry
+	var pcrs map[int][]byte
+	err := s.st.Evidence(d.Key, d.BootStartSeq, d.NextSeq, func(seq uint64, raw []byte) error {
+		var e protocol.Evidence
+		if err := protocol.Unmarshal(raw, &e); err != nil {
+			return fmt.Errorf("record %d: %w", seq, err)
+		}
+		if len(e.IMA) > 0 {
+			es, err := ima.ParseBinary(bytes.NewReader(e.IMA))
+			if err != nil {
+				return fmt.Errorf("record %d: %w", seq, err)
+			}
+			if int(e.IMAStart) == len(entries) {
+				entries = append(entries, es...)
+			} else if int(e.IMAStart) < len(entries) {
+				// A resent range after a resync: keep the first copy.
+				if end := int(e.IMAStart) + len(es); end > len(entries) {
+					entries = append(entries, es[len(entries)-int(e.IMAStart):]...)
+				}
+			}
+		}
+		if p := e.PCRs[0x000B]; p != nil && pcrs == nil {
+			pcrs = p
+		}
+		return nil
+	})
+	if uint64(len(entries)) > d.IMACount {
+		entries = entries[:d.IMACount]
+	}
+	return entries, pcrs, err
+}
+
+// DeviceSummary is one row of Devices.
+type DeviceSummary struct {
+	Key, ID, Group, State, Reason string
+	LastVerified                  time.Time
+}
+
+// Store returns the hub's store (for the HTTP API and export).
+func (s *Server) Store() store.Store { return s.st }
+
+// SortedDevices lists devices sorted by key.
+func (s *Server) SortedDevices() ([]store.Device, error) {
+	ds, err := s.st.Devices()
+	sort.Slice(ds, func(i, j int) bool { return ds[i].Key < ds[j].Key })
+	return ds, err
+}

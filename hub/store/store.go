@@ -1,0 +1,429 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ratatouille/rat/evidence/failure"
+	"github.com/ratatouille/rat/evidence/quote"
+)
+
+// Device states.
+const (
+	Enrolling      = "ENROLLING"
+	Trusted        = "TRUSTED"
+	Untrusted      = "UNTRUSTED"
+	Stale          = "STALE"
+	Decommissioned = "DECOMMISSIONED"
+)
+
+// Nonce is one challenge issued to a device.
+type Nonce struct {
+	Idx   uint64    `json:"idx"`
+	Value []byte    `json:"value"`
+	At    time.Time `json:"at"`
+}
+
+// Device is everything the hub knows about one device.
+type Device struct {
+	Key    string `json:"key"` // fleet/device
+	ID     string `json:"id"`
+	Fleet  string `json:"fleet"`
+	Group  string `json:"group"`
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+
+	EKPublic   []byte   `json:"ek_public"`
+	EKCerts    [][]byte `json:"ek_certs,omitempty"`
+	EKVerified bool     `json:"ek_verified"`
+	EKIssuer   string   `json:"ek_issuer,omitempty"`
+	TOFU       bool     `json:"tofu,omitempty"`
+	AKPublic   []byte   `json:"ak_public"`
+	Baseline   bool     `json:"baseline,omitempty"`
+
+	EnrolledAt   time.Time `json:"enrolled_at"`
+	LastSeen     time.Time `json:"last_seen"`
+	LastVerified time.Time `json:"last_verified"`
+
+	// Chain position.
+	NextSeq   uint64          `json:"next_seq"`
+	QuotePrev []byte          `json:"quote_prev,omitempty"`
+	Clock     quote.ClockInfo `json:"clock"`
+	HaveClock bool            `json:"have_clock"`
+	Nonces    []Nonce         `json:"nonces,omitempty"`
+	NonceUsed uint64          `json:"nonce_used"` // Idx of the nonce the last accepted quote used
+	NonceNext uint64          `json:"nonce_next"`
+	Thinned   uint64          `json:"thinned,omitempty"`
+
+	// IMA position for the current boot.
+	BootID       string `json:"boot_id,omitempty"`
+	BootStartSeq uint64 `json:"boot_start_seq,omitempty"`
+	IMACount     uint64 `json:"ima_count"`
+	PCR10        []byte `json:"pcr10,omitempty"`
+	PendingStart uint64 `json:"pending_start,omitempty"`
+	PendingIMA   []byte `json:"pending_ima,omitempty"`
+	Release      string `json:"release,omitempty"`
+
+	PolicyDigest string          `json:"policy_digest,omitempty"`
+	Failures     []failure.Event `json:"failures,omitempty"`
+	Quotes       uint64          `json:"quotes"`
+}
+
+// Event is one entry of a device's history.
+type Event struct {
+	Time   time.Time      `json:"time"`
+	Kind   string         `json:"kind"` // state, failure, rejected, enrolled, action, policy
+	Seq    uint64         `json:"seq,omitempty"`
+	State  string         `json:"state,omitempty"`
+	Detail string         `json:"detail,omitempty"`
+	Event  *failure.Event `json:"event,omitempty"`
+}
+
+// Policy is one runtime policy version for a group.
+type Policy struct {
+	Group     string    `json:"group"`
+	Name      string    `json:"name"`
+	Digest    string    `json:"digest"` // sha256 of the policy JSON
+	JSON      []byte    `json:"json"`
+	Bundle    []byte    `json:"bundle,omitempty"` // Sigstore bundle
+	Source    string    `json:"source"`           // baseline, api, git
+	Commit    string    `json:"commit,omitempty"`
+	Signer    string    `json:"signer,omitempty"`
+	Issuer    string    `json:"issuer,omitempty"`
+	LogIndex  int64     `json:"log_index,omitempty"`
+	LogID     string    `json:"log_id,omitempty"`
+	Signed    time.Time `json:"signed,omitempty"`
+	Status    string    `json:"status"` // active, superseded, rejected
+	Why       string    `json:"why,omitempty"`
+	Activated time.Time `json:"activated"`
+}
+
+// Store is the hub's storage.
+type Store interface {
+	Device(key string) (*Device, error)
+	Devices() ([]Device, error)
+	// Save writes d, appends events and, if raw is non-nil, stores the
+	// evidence record (seq, raw) — all atomically.
+	Save(d *Device, events []Event, seq uint64, raw []byte) error
+	Events(key string, limit int) ([]Event, error)
+	// AppendEvents adds events to a device's history alone.
+	AppendEvents(key string, events []Event) error
+	// Evidence calls fn for each stored record of key with seq in [from, to].
+	Evidence(key string, from, to uint64, fn func(seq uint64, raw []byte) error) error
+	EvidenceRecord(key string, seq uint64) ([]byte, error)
+	// PutPolicy stores p; if p is active, the group's previous active
+	// policy becomes superseded.
+	PutPolicy(p *Policy) error
+	ActivePolicy(group string) (*Policy, error)
+	Policies(group string) ([]Policy, error)
+	// PutKV and GetKV hold small hub-wide values (keys, settings).
+	PutKV(key string, value []byte) error
+	GetKV(key string) ([]byte, error)
+	Close() error
+}
+
+// ErrNotFound is returned for a missing record.
+var ErrNotFound = errors.New("store: not found")
+
+var (
+	bDevices  = []byte("devices")
+	bEvents   = []byte("events")
+	bEvidence = []byte("evidence")
+	bPolicies = []byte("policies")
+	bActive   = []byte("active")
+	bKV       = []byte("kv")
+)
+
+// Bolt is the embedded store.
+type Bolt struct{ db *bolt.DB }
+
+// OpenBolt opens or creates the store at path.
+func OpenBolt(path string) (*Bolt, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	db.MaxBatchDelay = 2 * time.Millisecond
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bDevices, bEvents, bEvidence, bPolicies, bActive, bKV} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: init %s: %w", path, err)
+	}
+	return &Bolt{db: db}, nil
+}
+
+// Close closes the file.
+func (s *Bolt) Close() error { return s.db.Close() }
+
+func u64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+// Device reads one device.
+func (s *Bolt) Device(key string) (*Device, error) {
+	var d *Device
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bDevices).Get([]byte(key))
+		if v == nil {
+			return ErrNotFound
+		}
+		d = new(Device)
+		return json.Unmarshal(v, d)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Devices lists all devices.
+func (s *Bolt) Devices() ([]Device, error) {
+	var out []Device
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bDevices).ForEach(func(_, v []byte) error {
+			var d Device
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Save writes a device update atomically; concurrent calls share commits.
+func (s *Bolt) Save(d *Device, events []Event, seq uint64, raw []byte) error {
+	dv, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("store: encode device %s: %w", d.Key, err)
+	}
+	evs := make([][]byte, len(events))
+	for i := range events {
+		if evs[i], err = json.Marshal(events[i]); err != nil {
+			return err
+		}
+	}
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bDevices).Put([]byte(d.Key), dv); err != nil {
+			return err
+		}
+		if len(evs) > 0 {
+			eb, err := tx.Bucket(bEvents).CreateBucketIfNotExists([]byte(d.Key))
+			if err != nil {
+				return err
+			}
+			for _, v := range evs {
+				n, _ := eb.NextSequence()
+				if err := eb.Put(u64(n), v); err != nil {
+					return err
+				}
+			}
+		}
+		if raw != nil {
+			xb, err := tx.Bucket(bEvidence).CreateBucketIfNotExists([]byte(d.Key))
+			if err != nil {
+				return err
+			}
+			if err := xb.Put(u64(seq), raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// AppendEvents adds events to key's history.
+func (s *Bolt) AppendEvents(key string, events []Event) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		eb, err := tx.Bucket(bEvents).CreateBucketIfNotExists([]byte(key))
+		if err != nil {
+			return err
+		}
+		for i := range events {
+			v, err := json.Marshal(events[i])
+			if err != nil {
+				return err
+			}
+			n, _ := eb.NextSequence()
+			if err := eb.Put(u64(n), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Events returns the newest limit events of key, oldest first.
+func (s *Bolt) Events(key string, limit int) ([]Event, error) {
+	var out []Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		eb := tx.Bucket(bEvents).Bucket([]byte(key))
+		if eb == nil {
+			return nil
+		}
+		c := eb.Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var e Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, err
+}
+
+// Evidence walks stored records.
+func (s *Bolt) Evidence(key string, from, to uint64, fn func(uint64, []byte) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		xb := tx.Bucket(bEvidence).Bucket([]byte(key))
+		if xb == nil {
+			return nil
+		}
+		c := xb.Cursor()
+		for k, v := c.Seek(u64(from)); k != nil && binary.BigEndian.Uint64(k) <= to; k, v = c.Next() {
+			if err := fn(binary.BigEndian.Uint64(k), append([]byte(nil), v...)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// EvidenceRecord returns one stored record.
+func (s *Bolt) EvidenceRecord(key string, seq uint64) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		xb := tx.Bucket(bEvidence).Bucket([]byte(key))
+		if xb == nil {
+			return ErrNotFound
+		}
+		v := xb.Get(u64(seq))
+		if v == nil {
+			return ErrNotFound
+		}
+		out = append([]byte(nil), v...)
+		return nil
+	})
+	return out, err
+}
+
+// PutPolicy stores a policy version.
+func (s *Bolt) PutPolicy(p *Policy) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		gb, err := tx.Bucket(bPolicies).CreateBucketIfNotExists([]byte(p.Group))
+		if err != nil {
+			return err
+		}
+		if p.Status == "active" {
+			if cur := tx.Bucket(bActive).Get([]byte(p.Group)); cur != nil {
+				if v := gb.Get(cur); v != nil {
+					var old Policy
+					if err := json.Unmarshal(v, &old); err == nil && old.Digest != p.Digest {
+						old.Status = "superseded"
+						ov, _ := json.Marshal(old)
+						if err := gb.Put(cur, ov); err != nil {
+							return err
+						}
+					}
+				}
+			}
+		}
+		v, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		key := []byte(p.Digest)
+		if p.Status == "rejected" {
+			key = []byte("rejected/" + p.Digest + "/" + p.Activated.Format(time.RFC3339Nano))
+		}
+		if err := gb.Put(key, v); err != nil {
+			return err
+		}
+		if p.Status == "active" {
+			return tx.Bucket(bActive).Put([]byte(p.Group), []byte(p.Digest))
+		}
+		return nil
+	})
+}
+
+// ActivePolicy returns the group's active policy.
+func (s *Bolt) ActivePolicy(group string) (*Policy, error) {
+	var p *Policy
+	err := s.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bActive).Get([]byte(group))
+		if cur == nil {
+			return ErrNotFound
+		}
+		gb := tx.Bucket(bPolicies).Bucket([]byte(group))
+		if gb == nil {
+			return ErrNotFound
+		}
+		v := gb.Get(cur)
+		if v == nil {
+			return ErrNotFound
+		}
+		p = new(Policy)
+		return json.Unmarshal(v, p)
+	})
+	return p, err
+}
+
+// Policies lists a group's policy versions ("" for all groups).
+func (s *Bolt) Policies(group string) ([]Policy, error) {
+	var out []Policy
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bPolicies).ForEach(func(g, _ []byte) error {
+			if group != "" && string(g) != group {
+				return nil
+			}
+			return tx.Bucket(bPolicies).Bucket(g).ForEach(func(_, v []byte) error {
+				var p Policy
+				if err := json.Unmarshal(v, &p); err != nil {
+					return err
+				}
+				out = append(out, p)
+				return nil
+			})
+		})
+	})
+	return out, err
+}
+
+// PutKV stores a hub-wide value.
+func (s *Bolt) PutKV(key string, value []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bKV).Put([]byte(key), value) })
+}
+
+// GetKV reads a hub-wide value.
+func (s *Bolt) GetKV(key string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bKV).Get([]byte(key))
+		if v == nil {
+			return ErrNotFound
+		}
+		out = append([]byte(nil), v...)
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,587 @@
+package verifier
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ratatouille/rat/evidence/claims"
+	"github.com/ratatouille/rat/evidence/credential"
+	"github.com/ratatouille/rat/evidence/ekcert"
+	"github.com/ratatouille/rat/evidence/failure"
+	"github.com/ratatouille/rat/evidence/ima"
+	"github.com/ratatouille/rat/evidence/protocol"
+	"github.com/ratatouille/rat/evidence/quote"
+	"github.com/ratatouille/rat/evidence/runtimepolicy"
+	"github.com/ratatouille/rat/hub/store"
+)
+
+// PolicySource returns the runtime policy that judges a group's devices.
+type PolicySource func(group string) (*runtimepolicy.Policy, string, error)
+
+// Config configures a Verifier.
+type Config struct {
+	// EKRoots are the TPM manufacturers' roots an EK certificate must chain
+	// to; EKIntermediates optional intermediates.
+	EKRoots, EKIntermediates *x509.CertPool
+	// AllowTOFUUnsafe enrolls devices whose EK has no certificate that
+	// chains to EKRoots, trusting the EK on first use. Credential
+	// activation then proves only that the AK lives with that EK, not that
+	// the EK is a genuine TPM's. Off by default; recorded per device.
+	AllowTOFUUnsafe bool
+	// PCRs that every quote must cover in the sha256 bank (default 0–10).
+	PCRs     []int
+	Policies PolicySource
+	Now      func() time.Time
+	// NonceWindow is how many issued nonces are remembered per device
+	// (default 64): records queued while offline use older ones.
+	NonceWindow int
+	// MaxPendingIMA bounds IMA bytes held between chunks (default 64 MiB).
+	MaxPendingIMA int
+}
+
+// Verifier judges messages. It keeps only pending enrollment challenges in
+// memory (their secrets are never stored); everything else is in the
+// device record.
+type Verifier struct {
+	cfg     Config
+	mu      sync.Mutex
+	pending map[string]*challenge
+}
+
+type challenge struct {
+	c       *credential.Challenge
+	enroll  protocol.Enroll
+	ekOK    bool
+	issuer  string
+	expires time.Time
+}
+
+// New returns a Verifier.
+func New(cfg Config) *Verifier {
+	if len(cfg.PCRs) == 0 {
+		cfg.PCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NonceWindow <= 0 {
+		cfg.NonceWindow = 64
+	}
+	if cfg.MaxPendingIMA <= 0 {
+		cfg.MaxPendingIMA = 64 << 20
+	}
+	return &Verifier{cfg: cfg, pending: map[string]*challenge{}}
+}
+
+// Outcome is the result of one message.
+type Outcome struct {
+	// Device is the record to save (nil: nothing changed).
+	Device *store.Device
+	Events []store.Event
+	// ReplyKind/Reply is the message to publish to the device.
+	ReplyKind string
+	Reply     any
+	// Seq/Raw is the evidence record to store with the device.
+	Seq uint64
+	Raw []byte
+	// Became is set when the device's state changed, to the new state.
+	Became string
+	// Baseline is a policy generated from this device's log for its group.
+	Baseline *runtimepolicy.Policy
+}
+
+func (v *Verifier) ev(kind string, seq uint64, detail string, e *failure.Event) store.Event {
+	return store.Event{Time: v.cfg.Now().UTC(), Kind: kind, Seq: seq, Detail: detail, Event: e}
+}
+
+// Key is a device's store key.
+func Key(fleet, id string) string { return fleet + "/" + id }
+
+// Enroll handles an enrollment request: it checks the EK certificate and the
+// AK's attributes and answers with a credential-activation challenge.
+func (v *Verifier) Enroll(d *store.Device, fleet, id string, m *protocol.Enroll) Outcome {
+	key := Key(fleet, id)
+	refuse := func(id, why string) Outcome {
+		e := failure.Event{ID: id, Severity: failure.Critical, Context: why}
+		return Outcome{ReplyKind: protocol.KindEnrolled, Reply: &protocol.Enrolled{OK: false, Reason: e.String()},
+			Events: []store.Event{v.ev("rejected", 0, "enrollment refused", &e)}, Device: nil}
+	}
+	if d != nil && d.State == store.Decommissioned {
+		return refuse(failure.CredentialActivation, "device is decommissioned")
+	}
+	if err := protocol.ValidID(m.Group); err != nil {
+		return refuse(failure.EvidenceMalformed, "group: "+err.Error())
+	}
+	if err := credential.CheckAKPublic(m.AKPublic); err != nil {
+		return refuse(failure.CredentialActivation, err.Error())
+	}
+	ekPub, err := credential.PublicKey(m.EKPublic)
+	if err != nil {
+		return refuse(failure.EKCertInvalid, err.Error())
+	}
+	if d != nil && !bytes.Equal(d.EKPublic, m.EKPublic) {
+		return refuse(failure.EKCertInvalid, "device id is enrolled with another EK")
+	}
+	ekOK, issuer := false, ""
+	var certErrs []error
+	if v.cfg.EKRoots != nil {
+		for _, der := range m.EKCerts {
+			c, err := ekcert.Verify(der, ekPub, v.cfg.EKRoots, v.cfg.EKIntermediates, v.cfg.Now())
+			if err == nil {
+				ekOK, issuer = true, c.Issuer.String()
+				break
+			}
+			certErrs = append(certErrs, err)
+		}
+	}
+	if !ekOK && !v.cfg.AllowTOFUUnsafe {
+		why := "no EK certificate chains to a configured manufacturer root"
+		if len(certErrs) > 0 {
+			why += ": " + errors.Join(certErrs...).Error()
+		}
+		return refuse(failure.EKCertInvalid, why)
+	}
+	c, err := credential.Make(m.EKPublic, m.AKPublic)
+	if err != nil {
+		return refuse(failure.CredentialActivation, err.Error())
+	}
+	v.mu.Lock()
+	v.pending[key] = &challenge{c: c, enroll: *m, ekOK: ekOK, issuer: issuer, expires: v.cfg.Now().Add(2 * time.Minute)}
+	v.mu.Unlock()
+	return Outcome{ReplyKind: protocol.KindChallenge, Reply: &protocol.Challenge{IDObject: c.IDObject, EncSecret: c.EncSecret}}
+}
+
+// Activate checks the answer to the challenge and, on success, records the
+// device (or, for a device re-enrolling the same AK, continues its record).
+func (v *Verifier) Activate(d *store.Device, fleet, id string, m *protocol.Activate) Outcome {
+	key := Key(fleet, id)
+	v.mu.Lock()
+	p := v.pending[key]
+	delete(v.pending, key) // one answer per challenge
+	v.mu.Unlock()
+	fail := func(why string) Outcome {
+		e := failure.Event{ID: failure.CredentialActivation, Severity: failure.Critical, Context: why}
+		return Outcome{ReplyKind: protocol.KindEnrolled, Reply: &protocol.Enrolled{OK: false, Reason: e.String()},
+			Events: []store.Event{v.ev("rejected", 0, "activation failed", &e)}}
+	}
+	if p == nil || v.cfg.Now().After(p.expires) {
+		return fail("no open challenge for this device")
+	}
+	if err := p.c.Check(m.Secret); err != nil {
+		return fail(err.Error())
+	}
+	now := v.cfg.Now().UTC()
+	nd := d
+	if nd == nil || !bytes.Equal(nd.AKPublic, p.enroll.AKPublic) {
+		// A new device, or a new AK for this EK: a new chain.
+		nd = &store.Device{Key: key, ID: id, Fleet: fleet, NextSeq: 1, EnrolledAt: now}
+		if d != nil {
+			nd.NextSeq = d.NextSeq // never reuse sequence numbers
+			if nd.NextSeq == 0 {
+				nd.NextSeq = 1
+			}
+		}
+		nd.State = store.Enrolling
+	} else {
+		cp := *d
+		nd = &cp
+	}
+	nd.Group = p.enroll.Group
+	nd.EKPublic, nd.EKCerts, nd.AKPublic = p.enroll.EKPublic, p.enroll.EKCerts, p.enroll.AKPublic
+	nd.EKVerified, nd.EKIssuer, nd.TOFU = p.ekOK, p.issuer, !p.ekOK
+	nd.Baseline = p.enroll.Baseline
+	nd.Release = p.enroll.Release
+	nd.LastSeen = now
+	nonce := v.issueNonce(nd)
+	detail := "enrolled (EK certificate verified: " + p.issuer + ")"
+	if nd.TOFU {
+		detail = "enrolled trusting the EK on first use (no EK certificate verified; AllowTOFUUnsafe)"
+	}
+	return Outcome{
+		Device: nd, Events: []store.Event{v.ev("enrolled", 0, detail, nil)},
+		ReplyKind: protocol.KindEnrolled,
+		Reply: &protocol.Enrolled{OK: true, Nonce: nonce, NextSeq: nd.NextSeq, QuotePrev: nd.QuotePrev,
+			IMACount: nd.IMACount, BootID: nd.BootID},
+	}
+}
+
+func (v *Verifier) issueNonce(d *store.Device) []byte {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic("verifier: no randomness: " + err.Error())
+	}
+	d.NonceNext++
+	d.Nonces = append(d.Nonces, store.Nonce{Idx: d.NonceNext, Value: b, At: v.cfg.Now().UTC()})
+	if len(d.Nonces) > v.cfg.NonceWindow {
+		d.Nonces = d.Nonces[len(d.Nonces)-v.cfg.NonceWindow:]
+	}
+	return b
+}
+
+// Evidence judges one evidence record.
+func (v *Verifier) Evidence(d *store.Device, raw []byte, m *protocol.Evidence, stored func(seq uint64) ([]byte, error)) Outcome {
+	now := v.cfg.Now().UTC()
+	nd := *d
+	nd.LastSeen = now
+	ack := &protocol.Ack{Seq: m.Seq}
+	out := Outcome{ReplyKind: protocol.KindAck, Reply: ack}
+
+	// reject refuses the record without believing any of it: the chain
+	// does not move, and the device is told where the hub stands.
+	reject := func(id, why string) Outcome {
+		e := failure.Event{ID: id, Severity: failure.Critical, Context: why}
+		ack.Rejected, ack.Reason = true, e.String()
+		ack.Resync, ack.NextSeq, ack.QuotePrev, ack.IMAOffset = true, nd.NextSeq, nd.QuotePrev, nd.IMACount
+		ack.Nonce = v.issueNonce(&nd)
+		ack.State = nd.State
+		nd.PendingIMA, nd.PendingStart = nil, 0
+		out.Device = &nd
+		out.Events = append(out.Events, v.ev("rejected", m.Seq, "evidence record refused", &e))
+		return out
+	}
+	if d.State == store.Decommissioned {
+		ack.Rejected, ack.Reason = true, "device is decommissioned"
+		return out
+	}
+
+	// 1. Order: exactly the next record, or a duplicate of one already
+	// processed (a republish after a reconnect), or a replay.
+	if m.Seq < d.NextSeq {
+		prev, err := stored(m.Seq)
+		if err == nil && bytes.Equal(prev, raw) {
+			ack.State = d.State
+			if len(d.Nonces) > 0 {
+				ack.Nonce = d.Nonces[len(d.Nonces)-1].Value
+			}
+			return Outcome{ReplyKind: protocol.KindAck, Reply: ack} // duplicate: ack again, change nothing
+		}
+		return reject(failure.EvidenceReplay, fmt.Sprintf("record %d is older than the next expected %d and differs from the one received", m.Seq, d.NextSeq))
+	}
+	want := d.NextSeq
+	if m.Quoted() {
+		want += m.Thinned
+	} else if m.Thinned != 0 {
+		return reject(failure.EvidenceMalformed, "an IMA-only record cannot stand for thinned records")
+	}
+	if m.Seq != want {
+		return reject(failure.EvidenceSeqGap, fmt.Sprintf("record %d, expected %d (thinned %d): records are missing", m.Seq, want, m.Thinned))
+	}
+
+	// IMA bytes must parse and each entry's template hash must be right
+	// before they are held.
+	var delta []ima.Entry
+	if len(m.IMA) > 0 {
+		es, err := ima.ParseBinary(bytes.NewReader(m.IMA))
+		if err != nil {
+			return reject(failure.IMAParsingError, err.Error())
+		}
+		if err := ima.VerifyTemplateHashes(es, int(m.IMAStart)); err != nil {
+			return reject(failure.IMAParsingError, err.Error())
+		}
+		delta = es
+	}
+
+	if !m.Quoted() {
+		// A chunk of a large delta: hold it until the quote that covers it.
+		if len(nd.PendingIMA) == 0 {
+			nd.PendingStart = m.IMAStart
+		} else if m.IMAStart != nd.PendingStart+uint64(countEntries(nd.PendingIMA)) {
+			return reject(failure.EvidenceSeqGap, fmt.Sprintf("IMA chunk starts at entry %d, expected %d", m.IMAStart, nd.PendingStart+uint64(countEntries(nd.PendingIMA))))
+		}
+		if len(nd.PendingIMA)+len(m.IMA) > v.cfg.MaxPendingIMA {
+			return reject(failure.EvidenceOversize, "IMA delta larger than the hub's bound")
+		}
+		nd.PendingIMA = append(append([]byte(nil), nd.PendingIMA...), m.IMA...)
+		nd.NextSeq = m.Seq + 1
+		ack.State = nd.State
+		out.Device, out.Seq, out.Raw = &nd, m.Seq, raw
+		return out
+	}
+
+	// 2. Claims: canonical, for this record, this device, this chain.
+	c, err := claims.Unmarshal(m.Claims)
+	if err != nil {
+		return reject(failure.EvidenceMalformed, err.Error())
+	}
+	if c.Seq != m.Seq {
+		return reject(failure.EvidenceMalformed, fmt.Sprintf("claims seq %d in record %d", c.Seq, m.Seq))
+	}
+	if !bytes.Equal(c.UEID, claims.UEID(d.EKPublic)) {
+		return reject(failure.EvidenceMalformed, "claims ueid is not this device's")
+	}
+	if !bytes.Equal(c.Prev, d.QuotePrev) {
+		return reject(failure.EvidenceChainBroken, fmt.Sprintf("record %d does not chain to the last accepted quote", m.Seq))
+	}
+	// 3. Freshness: a nonce this hub issued to this device, not older than
+	// the one the last accepted quote used.
+	if c.SelfIssued {
+		return reject(failure.EvidenceStaleNonce, "self-issued nonce on a live connection (ingest offline bundles instead)")
+	}
+	idx, ok := findNonce(d.Nonces, c.Nonce)
+	if !ok {
+		return reject(failure.EvidenceStaleNonce, "nonce was not issued to this device (or is too old)")
+	}
+	if idx < d.NonceUsed {
+		return reject(failure.EvidenceStaleNonce, fmt.Sprintf("nonce %d is older than the nonce %d of the last accepted quote", idx, d.NonceUsed))
+	}
+
+	// 4. The quote: signature, qualifying data = H(claims), PCR digest,
+	// clock monotonicity.
+	ak, err := credential.PublicKey(d.AKPublic)
+	if err != nil {
+		return reject(failure.QuoteMalformed, err.Error())
+	}
+	opts := []quote.Option{quote.WithNonce(claims.QualifyingData(m.Claims)), quote.WithRequiredPCRs(quote.AlgSHA256, v.cfg.PCRs...)}
+	if d.HaveClock {
+		opts = append(opts, quote.WithPrevious(d.Clock))
+	}
+	res, err := quote.Verify(ak, m.Attest, m.Signature, quote.PCRValues(m.PCRs), opts...)
+	if err != nil {
+		var fe *failure.Error
+		id := failure.QuoteMalformed
+		if errors.As(err, &fe) {
+			id = fe.Event.ID
+		}
+		if id == failure.QuoteInvalidSignature || id == failure.QuotePCRDigest || id == failure.QuoteClockBackwards {
+			// The device's own AK evidence does not hold: fail closed.
+			return v.untrusted(&nd, m, raw, ack, out, []failure.Event{{ID: id, Severity: failure.Critical, Context: err.Error()}}, false, false)
+		}
+		return reject(id, err.Error())
+	}
+	// From here on the claims are the TPM's word.
+	nd.NonceUsed = idx
+	nd.Clock, nd.HaveClock = res.Attest.ClockInfo, true
+	nd.Quotes++
+	pcrs := m.PCRs[quote.AlgSHA256]
+
+	var events []failure.Event
+	newBoot := c.BootID != d.BootID
+	if newBoot && d.BootID != "" && !res.Rebooted {
+		events = append(events, failure.Event{ID: failure.QuoteReboot, Severity: failure.Warning,
+			Context: fmt.Sprintf("boot id changed (%s → %s) without a TPM reset", d.BootID, c.BootID)})
+	}
+	if !newBoot && res.Rebooted {
+		events = append(events, failure.Event{ID: failure.QuoteReboot, Severity: failure.Critical,
+			Context: "TPM reset without a new boot id: the measurement list no longer matches PCR 10"})
+	}
+
+	// 5. IMA: the delta (held chunks + this record) continues the stored
+	// replay and replays exactly to the quoted PCR 10.
+	start, value := d.IMACount, d.PCR10
+	if newBoot {
+		start, value = 0, nil
+		nd.BootStartSeq = m.Seq
+		if len(d.PendingIMA) > 0 && d.PendingStart != 0 {
+			return reject(failure.EvidenceSeqGap, "new boot but the held IMA chunks do not start at entry 0")
+		}
+	}
+	var all []ima.Entry
+	firstStart := m.IMAStart
+	if len(d.PendingIMA) > 0 {
+		held, err := ima.ParseBinary(bytes.NewReader(d.PendingIMA))
+		if err != nil {
+			return reject(failure.IMAParsingError, "held chunks: "+err.Error())
+		}
+		all = append(held, delta...)
+		firstStart = d.PendingStart
+		if m.IMAStart != d.PendingStart+uint64(len(held)) {
+			return reject(failure.EvidenceSeqGap, fmt.Sprintf("IMA delta starts at entry %d, expected %d", m.IMAStart, d.PendingStart+uint64(len(held))))
+		}
+	} else {
+		all = delta
+	}
+	if len(all) > 0 && firstStart != start {
+		return reject(failure.EvidenceSeqGap, fmt.Sprintf("IMA delta starts at entry %d; the hub has verified %d", firstStart, start))
+	}
+	r, err := ima.Resume(crypto.SHA256, value, int(start))
+	if err != nil {
+		return reject(failure.IMAParsingError, err.Error())
+	}
+	if _, err := r.AdvanceTo(all, pcrs[10]); err != nil || uint64(r.Count()) != start+uint64(len(all)) || uint64(r.Count()) != c.IMACount {
+		why := fmt.Sprintf("the %d entries from %d do not replay to the quoted PCR 10 %x (claims say %d entries)", len(all), start, pcrs[10], c.IMACount)
+		if err != nil {
+			why = err.Error()
+		}
+		events = append(events, failure.Event{ID: failure.IMAPCRMismatch, Severity: failure.Critical, Context: why})
+		if newBoot {
+			nd.BootID, nd.IMACount, nd.PCR10 = c.BootID, 0, nil
+		}
+		return v.untrusted(&nd, m, raw, ack, out, events, true, false)
+	}
+	nd.BootID, nd.IMACount, nd.PCR10 = c.BootID, uint64(r.Count()), r.Value()
+	nd.PendingIMA, nd.PendingStart = nil, 0
+	nd.Release = c.Release
+	nd.NextSeq = m.Seq + 1
+	nd.QuotePrev = claims.QuoteDigest(m.Attest, m.Signature)
+	nd.Thinned += m.Thinned
+	nd.LastVerified = now
+
+	// 6. Policy.
+	var bootAgg []string
+	if newBoot {
+		vals := make([][]byte, 10)
+		for i := range vals {
+			vals[i] = pcrs[i]
+		}
+		if agg, err := ima.BootAggregate(vals, crypto.SHA256); err == nil {
+			bootAgg = append(bootAgg, hex.EncodeToString(agg))
+		}
+	}
+	p, digest, err := v.cfg.Policies(d.Group)
+	if err != nil && d.Baseline && newBoot && start == 0 {
+		// Baseline enrollment: this first full log becomes the group's
+		// policy (seed doc 004); the hub stores it as Baseline::<group>.
+		bp, gerr := runtimepolicy.FromEntries(all)
+		if gerr == nil {
+			out.Baseline = bp
+			p = bp
+			digest = "baseline"
+			err = nil
+		}
+	}
+	if err != nil {
+		events = append(events, failure.Event{ID: failure.RuntimePolicyMissing, Severity: failure.Critical, Context: "group " + d.Group + ": " + err.Error()})
+	} else {
+		nd.PolicyDigest = digest
+		for _, e := range runtimepolicy.Evaluate(p, all, runtimepolicy.WithBootAggregates(bootAgg...)) {
+			e.Context = fmt.Sprintf("entry %d: %s", firstStart+uint64(entryIndex(e)), e.Context)
+			events = append(events, e)
+		}
+	}
+	if newBoot && len(all) > 0 && all[0].Path != "boot_aggregate" && start == 0 {
+		events = append(events, failure.Event{ID: failure.IMABootAggregate, Severity: failure.Critical, Context: "the first entry of the boot is not boot_aggregate"})
+	}
+	if critical(events) {
+		return v.untrusted(&nd, m, raw, ack, out, events, true, true)
+	}
+	for i := range events {
+		out.Events = append(out.Events, v.ev("warning", m.Seq, "", &events[i]))
+	}
+	if nd.State == store.Enrolling || nd.State == store.Stale {
+		out.Became = store.Trusted
+		out.Events = append(out.Events, v.ev("state", m.Seq, fmt.Sprintf("%s → TRUSTED", nd.State), nil))
+		nd.State, nd.Reason = store.Trusted, ""
+	}
+	ack.State = nd.State
+	ack.Nonce = v.issueNonce(&nd)
+	out.Device, out.Seq, out.Raw = &nd, m.Seq, raw
+	return out
+}
+
+// untrusted records a bad record: the device becomes UNTRUSTED (and stays
+// so until an operator or a new policy clears it). When the quote itself
+// verified (quoteOK), the record joins the chain, so that later evidence
+// still verifies and the auditor sees the failing record; otherwise the
+// chain stays where it was and the device is asked to resync. A failed IMA
+// replay also resyncs the device's IMA position to what the hub verified.
+func (v *Verifier) untrusted(nd *store.Device, m *protocol.Evidence, raw []byte, ack *protocol.Ack, out Outcome, events []failure.Event, quoteOK, imaOK bool) Outcome {
+	for i := range events {
+		out.Events = append(out.Events, v.ev("failure", m.Seq, "", &events[i]))
+	}
+	nd.Failures = append(nd.Failures, events...)
+	if len(nd.Failures) > 100 {
+		nd.Failures = nd.Failures[len(nd.Failures)-100:]
+	}
+	if quoteOK {
+		nd.NextSeq = m.Seq + 1
+		nd.QuotePrev = claims.QuoteDigest(m.Attest, m.Signature)
+		nd.LastVerified = v.cfg.Now().UTC()
+		out.Seq, out.Raw = m.Seq, raw
+	}
+	if nd.State != store.Untrusted {
+		out.Became = store.Untrusted
+		out.Events = append(out.Events, v.ev("state", m.Seq, fmt.Sprintf("%s → UNTRUSTED: %s", nd.State, events[0].String()), nil))
+		nd.State = store.Untrusted
+		nd.Reason = events[0].String()
+	}
+	ack.State = nd.State
+	if !quoteOK || !imaOK {
+		nd.PendingIMA, nd.PendingStart = nil, 0
+		ack.Resync, ack.NextSeq, ack.QuotePrev, ack.IMAOffset = true, nd.NextSeq, nd.QuotePrev, nd.IMACount
+	}
+	ack.Nonce = v.issueNonce(nd)
+	out.Device = nd
+	return out
+}
+
+func signatureFailure(events []failure.Event) bool {
+	for _, e := range events {
+		switch e.ID {
+		case failure.QuoteInvalidSignature, failure.QuotePCRDigest, failure.QuoteClockBackwards:
+			return true
+		}
+	}
+	return false
+}
+
+func critical(events []failure.Event) bool {
+	for _, e := range events {
+		if e.Severity == failure.Critical {
+			return true
+		}
+	}
+	return false
+}
+
+func entryIndex(e failure.Event) int {
+	var i int
+	if s, ok := e.Fields["index"]; ok {
+		fmt.Sscanf(s, "%d", &i)
+	}
+	return i
+}
+
+func findNonce(ns []store.Nonce, n []byte) (uint64, bool) {
+	for i := len(ns) - 1; i >= 0; i-- {
+		if len(ns[i].Value) == len(n) && subtle.ConstantTimeCompare(ns[i].Value, n) == 1 {
+			return ns[i].Idx, true
+		}
+	}
+	return 0, false
+}
+
+func countEntries(b []byte) int {
+	es, err := ima.ParseBinary(bytes.NewReader(b))
+	if err != nil {
+		return 0
+	}
+	return len(es)
+}
+
+// Reevaluate judges the current boot's entries (from the stored evidence)
+// against p, for a policy change or an operator's clear. It returns the
+// failures; none means the device may be TRUSTED again.
+func Reevaluate(p *runtimepolicy.Policy, entries []ima.Entry, pcrs map[int][]byte) []failure.Event {
+	var agg []string
+	if len(pcrs) >= 10 {
+		vals := make([][]byte, 10)
+		for i := range vals {
+			vals[i] = pcrs[i]
+		}
+		if a, err := ima.BootAggregate(vals, crypto.SHA256); err == nil {
+			agg = append(agg, hex.EncodeToString(a))
+		}
+	}
+	var out []failure.Event
+	for _, e := range runtimepolicy.Evaluate(p, entries, runtimepolicy.WithBootAggregates(agg...)) {
+		if e.Severity == failure.Critical {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// PolicyDigest is the digest the hub records for a policy document.
+func PolicyDigest(doc []byte) string {
+	d := sha256.Sum256(doc)
+	return hex.EncodeToString(d[:])
+}
