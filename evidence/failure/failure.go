@@ -102,6 +102,15 @@ const (
 	// Measured boot (Keylime: "measured_boot.*").
 	MeasuredBootInvalidLog = "measured_boot.invalid_event_log"
 	MeasuredBootPolicy     = "measured_boot.policy_mismatch"
+	// MeasuredBootInvalidPCR: a quoted PCR differs from the event log's
+	// replay (Keylime reports "invalid_pcr_N"; the PCR is in Fields["pcr"]).
+	MeasuredBootInvalidPCR = "measured_boot.invalid_pcr"
+	// MeasuredBootEventData: an event whose digest must be the hash of its
+	// data (Secure Boot variable, separator, action) is not.
+	MeasuredBootEventData = "measured_boot.event_data_mismatch"
+	// MeasuredBootPCRNotQuoted: the log measures into a PCR the quote
+	// leaves out, so those events are not backed by the TPM.
+	MeasuredBootPCRNotQuoted = "measured_boot.pcr_not_quoted"
 
 	// Evidence stream.
 	EvidenceSeqGap      = "evidence.seq_gap"
