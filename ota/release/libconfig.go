@@ -252,7 +252,7 @@ func (p *lcParser) str() (string, error) {
 					case '0' <= h && h <= '9':
 						v = v<<4 | (h - '0')
 					case 'a' <= h|0x20 && h|0x20 <= 'f':
-						v = v<<4 | (h|0x20 - 'a' + 10)
+						v = v<<4 | (h | 0x20 - 'a' + 10)
 					default:
 						return "", p.errf("bad \\x escape")
 					}

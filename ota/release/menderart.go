@@ -183,4 +183,3 @@ func parseMenderHeaderTar(b []byte) (*MenderHeader, error) {
 	}
 	return hdr, nil
 }
-
