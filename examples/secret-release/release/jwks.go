@@ -84,11 +84,7 @@ func (s *KeySet) Key(ctx context.Context, kid string) (*ecdsa.PublicKey, error) 
 	if k, ok := s.keys[kid]; ok {
 		return k, nil
 	}
-	min := s.MinRefresh
-	if min == 0 {
-		min = 5 * time.Second
-	}
-	if s.keys != nil && time.Since(s.fetched) < min {
+	if s.keys != nil && time.Since(s.fetched) < s.MinRefresh {
 		return nil, fmt.Errorf("unknown kid %q", kid)
 	}
 	keys, err := s.fetch(ctx)

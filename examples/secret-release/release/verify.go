@@ -50,6 +50,10 @@ type Verifier struct {
 	Leeway   time.Duration    // clock skew allowed on exp/nbf/iat (default 5 s)
 	Now      func() time.Time // tests
 	Nonces   *Nonces
+	// JWKSRefresh is the least time between JWKS fetches for unknown kids
+	// (default 1 s): short, because right after a hub key rotation every
+	// new token carries a kid the cache does not have yet.
+	JWKSRefresh time.Duration
 
 	once sync.Once
 	keys *KeySet
@@ -82,7 +86,11 @@ func (v *Verifier) now() time.Time {
 //  6. the hub's status endpoint says the token is active (not revoked).
 func (v *Verifier) Verify(ctx context.Context, token, deviceID string) (*Claims, error) {
 	v.once.Do(func() {
-		v.keys = &KeySet{URL: v.HubURL + "/.well-known/jwks.json", Client: v.client()}
+		refresh := v.JWKSRefresh
+		if refresh == 0 {
+			refresh = time.Second
+		}
+		v.keys = &KeySet{URL: v.HubURL + "/.well-known/jwks.json", Client: v.client(), MinRefresh: refresh}
 	})
 	leeway := v.Leeway
 	if leeway == 0 {
