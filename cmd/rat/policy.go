@@ -21,6 +21,7 @@ const policyUsage = `usage:
   rat policy create --ima-log FILE [--allowlist F] [--exclude-list F] [--base P] [--ima-buf]
                     [--keyrings] [--ignored-keyring NAME]... [--verification-key PEM]... -o policy.json
   rat policy check --policy P --ima-log FILE [--json]
+  rat policy diff [--json] A B
 exit: 0 ok, 1 policy violations (check), 2 usage or unusable input`
 
 func runPolicy(args []string) int {
@@ -36,6 +37,8 @@ func runPolicy(args []string) int {
 		return policyCreate(args[1:], os.Stdout, os.Stderr)
 	case "check":
 		return policyCheck(args[1:], os.Stdout, os.Stderr)
+	case "diff":
+		return policyDiff(args[1:], os.Stdout, os.Stderr)
 	}
 	fmt.Fprintf(os.Stderr, "rat policy: unknown verb %q\n%s\n", args[0], policyUsage)
 	return 2
