@@ -249,6 +249,9 @@ type Verifier struct {
 // least one WithIdentity or WithPublicKey is required: there is no way to
 // accept any signer.
 func New(trusted root.TrustedMaterial, opts ...Option) (*Verifier, error) {
+	if tr, ok := trusted.(*root.TrustedRoot); ok && tr == nil {
+		trusted = nil // a typed nil must not pass for a trusted root
+	}
 	v := &Verifier{trusted: trusted}
 	for _, o := range opts {
 		if err := o(&v.cfg); err != nil {

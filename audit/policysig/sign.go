@@ -127,3 +127,34 @@ func (k *keypair) SignData(_ context.Context, data []byte) ([]byte, []byte, erro
 	}
 	return sig, toSign, nil
 }
+
+// SignKeyless signs policy with an ephemeral key certified by the Fulcio
+// at fulcioURL for the OIDC identity in idToken, and logs the signature
+// in the Rekor v1 at rekorURL (keyless signing needs the log: the
+// certificate lives ten minutes, the log's timestamp proves it was valid
+// when the policy was signed). This is the network path; the hub never
+// takes it.
+func SignKeyless(ctx context.Context, policy []byte, idToken, fulcioURL, rekorURL string, timeout time.Duration) ([]byte, error) {
+	if idToken == "" || fulcioURL == "" || rekorURL == "" {
+		return nil, fmt.Errorf("%w: keyless signing needs an identity token, a Fulcio URL and a Rekor URL", ErrConfig)
+	}
+	kp, err := sign.NewEphemeralKeypair(nil)
+	if err != nil {
+		return nil, fmt.Errorf("policysig: sign: %w", err)
+	}
+	bo := sign.BundleOptions{
+		Context:                    ctx,
+		CertificateProvider:        sign.NewFulcio(&sign.FulcioOptions{BaseURL: fulcioURL, Timeout: timeout}),
+		CertificateProviderOptions: &sign.CertificateProviderOptions{IDToken: idToken},
+		TransparencyLogs:           []sign.Transparency{sign.NewRekor(&sign.RekorOptions{BaseURL: rekorURL, Timeout: timeout, Version: 1})},
+	}
+	pb, err := sign.Bundle(&sign.PlainData{Data: policy}, kp, bo)
+	if err != nil {
+		return nil, fmt.Errorf("policysig: sign: %w", err)
+	}
+	out, err := protojson.Marshal(pb)
+	if err != nil {
+		return nil, fmt.Errorf("policysig: sign: marshal bundle: %w", err)
+	}
+	return out, nil
+}

@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	register(command{name: "policy", summary: "Keylime runtime policies: create, check", run: runPolicy})
+	register(command{name: "policy", summary: "Keylime runtime policies: create, check, sign, verify", run: runPolicy})
 }
 
 const policyUsage = `usage:
@@ -39,6 +39,10 @@ func runPolicy(args []string) int {
 		return policyCheck(args[1:], os.Stdout, os.Stderr)
 	case "diff":
 		return policyDiff(args[1:], os.Stdout, os.Stderr)
+	case "sign": // policysign.go
+		return policySign(args[1:], os.Stdout, os.Stderr)
+	case "verify": // policysign.go
+		return policyVerify(args[1:], os.Stdout, os.Stderr)
 	}
 	fmt.Fprintf(os.Stderr, "rat policy: unknown verb %q\n%s\n", args[0], policyUsage)
 	return 2
