@@ -27,8 +27,8 @@ const (
 	MediaTrustedRoot    = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 	MediaSigstoreBundle = "application/vnd.dev.sigstore.bundle.v0.3+json"
 	MediaRuntimePolicy  = "application/vnd.keylime.runtime-policy+json"
-	MediaTPMPublic      = "application/vnd.ratatouille.tpmt-public"        // TPMT_PUBLIC bytes
-	MediaSPKI           = "application/vnd.ratatouille.spki+der"           // SubjectPublicKeyInfo DER
+	MediaTPMPublic      = "application/vnd.ratatouille.tpmt-public"          // TPMT_PUBLIC bytes
+	MediaSPKI           = "application/vnd.ratatouille.spki+der"             // SubjectPublicKeyInfo DER
 	MediaRecord         = "application/vnd.ratatouille.evidence-record+cbor" // protocol.Evidence
 	MediaInForce        = "application/vnd.ratatouille.policy-in-force+cbor"
 	MediaSummary        = "application/vnd.ratatouille.bundle-summary+cbor"
