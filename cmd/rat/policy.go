@@ -22,6 +22,7 @@ const policyUsage = `usage:
                     [--keyrings] [--ignored-keyring NAME]... [--verification-key PEM]... -o policy.json
   rat policy check --policy P --ima-log FILE [--json]
   rat policy diff [--json] A B
+  rat policy push --group G [--bundle B] [--hub URL] POLICY
 exit: 0 ok, 1 policy violations (check), 2 usage or unusable input`
 
 func runPolicy(args []string) int {
@@ -43,6 +44,8 @@ func runPolicy(args []string) int {
 		return policySign(args[1:], os.Stdout, os.Stderr)
 	case "verify": // policysign.go
 		return policyVerify(args[1:], os.Stdout, os.Stderr)
+	case "push": // hubclient.go
+		return policyPush(args[1:], os.Stdout, os.Stderr)
 	}
 	fmt.Fprintf(os.Stderr, "rat policy: unknown verb %q\n%s\n", args[0], policyUsage)
 	return 2

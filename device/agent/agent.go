@@ -85,6 +85,7 @@ type Agent struct {
 	lastAcked     uint64
 	connected     bool
 	lastRecord    time.Time
+	lastProgress  time.Time // last ack, or first publish after one
 }
 
 type event struct {
@@ -428,6 +429,7 @@ func (a *Agent) onAck(data []byte) {
 	if ack.Seq > a.lastAcked {
 		a.lastAcked = ack.Seq
 	}
+	a.lastProgress = time.Now()
 	if a.lastPublished < a.lastAcked {
 		a.lastPublished = a.lastAcked
 	}
@@ -491,8 +493,16 @@ func (a *Agent) resync(next uint64, prev []byte, imaOffset uint64) {
 	}
 }
 
-// tick makes a record when the IMA list grew or a heartbeat is due.
+// tick makes a record when the IMA list grew or a heartbeat is due, and
+// republishes what the hub has not acknowledged for a while (the hub may
+// have restarted without the broker noticing).
 func (a *Agent) tick() error {
+	if a.lastPublished > a.lastAcked && time.Since(a.lastProgress) > 5*time.Second {
+		a.log.Info("no acknowledgement; republishing", "from_seq", a.lastAcked+1)
+		a.lastPublished = a.lastAcked
+		a.lastProgress = time.Now()
+		a.flush()
+	}
 	n, err := a.cfg.IMA.Count()
 	if err != nil {
 		return err
@@ -689,6 +699,9 @@ func (a *Agent) flush() {
 	room := a.cfg.Window - int(a.lastPublished-a.lastAcked)
 	if room <= 0 {
 		return
+	}
+	if a.lastPublished == a.lastAcked {
+		a.lastProgress = time.Now()
 	}
 	recs, err := a.cfg.Outbox.Pending(a.lastPublished, room)
 	if err != nil {

@@ -644,3 +644,6 @@ func (s *Server) SortedDevices() ([]store.Device, error) {
 	sort.Slice(ds, func(i, j int) bool { return ds[i].Key < ds[j].Key })
 	return ds, err
 }
+
+// Fleet is the fleet this hub serves.
+func (s *Server) Fleet() string { return s.cfg.Fleet }

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -453,8 +454,7 @@ func (v *Verifier) Evidence(d *store.Device, raw []byte, m *protocol.Evidence, s
 	} else {
 		nd.PolicyDigest = digest
 		for _, e := range runtimepolicy.Evaluate(p, all, runtimepolicy.WithBootAggregates(bootAgg...)) {
-			e.Context = fmt.Sprintf("entry %d: %s", firstStart+uint64(entryIndex(e)), e.Context)
-			events = append(events, e)
+			events = append(events, absolute(e, firstStart))
 		}
 	}
 	if newBoot && len(all) > 0 && all[0].Path != "boot_aggregate" && start == 0 {
@@ -532,12 +532,26 @@ func critical(events []failure.Event) bool {
 	return false
 }
 
-func entryIndex(e failure.Event) int {
-	var i int
-	if s, ok := e.Fields["index"]; ok {
-		fmt.Sscanf(s, "%d", &i)
+// absolute renumbers an evaluation event from its index in the delta to
+// its index in the boot's measurement list, which is what an operator can
+// find in the device's log.
+func absolute(e failure.Event, offset uint64) failure.Event {
+	rel, ok := e.Fields["entry"]
+	if !ok {
+		return e
 	}
-	return i
+	var i uint64
+	if _, err := fmt.Sscanf(rel, "%d", &i); err != nil {
+		return e
+	}
+	f := make(map[string]string, len(e.Fields))
+	for k, v := range e.Fields {
+		f[k] = v
+	}
+	f["entry"] = fmt.Sprint(offset + i)
+	e.Fields = f
+	e.Context = fmt.Sprintf("entry %d: %s", offset+i, strings.TrimPrefix(e.Context, "entry "+rel+": "))
+	return e
 }
 
 func findNonce(ns []store.Nonce, n []byte) (uint64, bool) {

@@ -1,0 +1,297 @@
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ratatouille/rat/evidence/failure"
+	"github.com/ratatouille/rat/hub/server"
+	"github.com/ratatouille/rat/hub/store"
+)
+
+// API serves the hub's HTTP routes.
+type API struct {
+	srv   *server.Server
+	token [32]byte
+	mux   *http.ServeMux
+}
+
+// New returns the API for srv, guarded by token (which must be non-empty).
+func New(srv *server.Server, token string) (*API, error) {
+	if len(token) < 16 {
+		return nil, errors.New("api: the operator token must be at least 16 characters")
+	}
+	a := &API{srv: srv, token: sha256.Sum256([]byte(token)), mux: http.NewServeMux()}
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	a.handle("GET /metrics", a.metrics)
+	a.handle("GET /v1/devices", a.devices)
+	a.handle("GET /v1/devices/{id}", a.device)
+	a.handle("GET /v1/devices/{id}/events", a.events)
+	a.handle("POST /v1/devices/{id}/clear", a.clear)
+	a.handle("GET /v1/groups", a.groups)
+	a.handle("GET /v1/policies", a.policies)
+	a.handle("PUT /v1/groups/{group}/policy", a.putPolicy)
+	return a, nil
+}
+
+// Authorized reports whether r carries the operator token.
+func (a *API) Authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		return false
+	}
+	got := sha256.Sum256([]byte(tok))
+	return subtle.ConstantTimeCompare(got[:], a.token[:]) == 1
+}
+
+func (a *API) handle(pattern string, h http.HandlerFunc) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if !a.Authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="rat-hub"`)
+			writeErr(w, http.StatusUnauthorized, "operator token required")
+			return
+		}
+		h(w, r)
+	})
+}
+
+// Mount adds a handler that does its own authentication (webhooks check
+// their HMAC, token endpoints their callers).
+func (a *API) Mount(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
+
+// MountAuthed adds a handler behind the operator token.
+func (a *API) MountAuthed(pattern string, h http.Handler) { a.handle(pattern, h.ServeHTTP) }
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// DeviceView is a device as the API shows it.
+type DeviceView struct {
+	ID           string          `json:"id"`
+	Fleet        string          `json:"fleet"`
+	Group        string          `json:"group"`
+	State        string          `json:"state"`
+	Reason       string          `json:"reason,omitempty"`
+	EKVerified   bool            `json:"ek_verified"`
+	EKIssuer     string          `json:"ek_issuer,omitempty"`
+	TOFU         bool            `json:"tofu,omitempty"`
+	EnrolledAt   time.Time       `json:"enrolled_at"`
+	LastSeen     time.Time       `json:"last_seen"`
+	LastVerified time.Time       `json:"last_verified"`
+	BootID       string          `json:"boot_id,omitempty"`
+	IMAEntries   uint64          `json:"ima_entries"`
+	Quotes       uint64          `json:"quotes"`
+	NextSeq      uint64          `json:"next_seq"`
+	Thinned      uint64          `json:"thinned,omitempty"`
+	Release      string          `json:"release,omitempty"`
+	PolicyDigest string          `json:"policy_digest,omitempty"`
+	Failures     []failure.Event `json:"failures,omitempty"`
+	Events       []store.Event   `json:"events,omitempty"`
+}
+
+func view(d *store.Device) DeviceView {
+	return DeviceView{ID: d.ID, Fleet: d.Fleet, Group: d.Group, State: d.State, Reason: d.Reason, EKVerified: d.EKVerified,
+		EKIssuer: d.EKIssuer, TOFU: d.TOFU, EnrolledAt: d.EnrolledAt, LastSeen: d.LastSeen, LastVerified: d.LastVerified,
+		BootID: d.BootID, IMAEntries: d.IMACount, Quotes: d.Quotes, NextSeq: d.NextSeq, Thinned: d.Thinned, Release: d.Release,
+		PolicyDigest: d.PolicyDigest, Failures: d.Failures}
+}
+
+func (a *API) devices(w http.ResponseWriter, _ *http.Request) {
+	ds, err := a.srv.SortedDevices()
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	out := make([]DeviceView, 0, len(ds))
+	for i := range ds {
+		v := view(&ds[i])
+		v.Failures = nil
+		out = append(out, v)
+	}
+	writeJSON(w, out)
+}
+
+func (a *API) lookup(w http.ResponseWriter, r *http.Request) (*store.Device, bool) {
+	id := r.PathValue("id")
+	key := id
+	if !strings.Contains(id, "/") {
+		key = a.srv.Fleet() + "/" + id
+	}
+	d, err := a.srv.Store().Device(key)
+	if errors.Is(err, store.ErrNotFound) {
+		writeErr(w, http.StatusNotFound, "no device "+id)
+		return nil, false
+	}
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err.Error())
+		return nil, false
+	}
+	return d, true
+}
+
+func (a *API) device(w http.ResponseWriter, r *http.Request) {
+	d, ok := a.lookup(w, r)
+	if !ok {
+		return
+	}
+	v := view(d)
+	v.Events, _ = a.srv.Store().Events(d.Key, 50)
+	writeJSON(w, v)
+}
+
+func (a *API) events(w http.ResponseWriter, r *http.Request) {
+	d, ok := a.lookup(w, r)
+	if !ok {
+		return
+	}
+	ev, err := a.srv.Store().Events(d.Key, 1000)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, ev)
+}
+
+func (a *API) clear(w http.ResponseWriter, r *http.Request) {
+	d, ok := a.lookup(w, r)
+	if !ok {
+		return
+	}
+	if err := a.srv.Clear(d.Key); err != nil {
+		writeErr(w, http.StatusConflict, err.Error())
+		return
+	}
+	d, _ = a.srv.Store().Device(d.Key)
+	writeJSON(w, view(d))
+}
+
+func (a *API) groups(w http.ResponseWriter, _ *http.Request) {
+	ds, err := a.srv.SortedDevices()
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	type group struct {
+		Name    string         `json:"name"`
+		Devices int            `json:"devices"`
+		States  map[string]int `json:"states"`
+		Policy  string         `json:"policy_digest,omitempty"`
+	}
+	m := map[string]*group{}
+	for _, d := range ds {
+		g := m[d.Group]
+		if g == nil {
+			g = &group{Name: d.Group, States: map[string]int{}}
+			if p, err := a.srv.Store().ActivePolicy(d.Group); err == nil {
+				g.Policy = p.Digest
+			}
+			m[d.Group] = g
+		}
+		g.Devices++
+		g.States[d.State]++
+	}
+	out := make([]*group, 0, len(m))
+	for _, g := range m {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	writeJSON(w, out)
+}
+
+func (a *API) policies(w http.ResponseWriter, r *http.Request) {
+	ps, err := a.srv.Store().Policies(r.URL.Query().Get("group"))
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	for i := range ps {
+		ps[i].JSON = nil
+		ps[i].Bundle = nil
+	}
+	writeJSON(w, ps)
+}
+
+// putPolicy takes {"policy": <Keylime runtime policy>, "bundle": <Sigstore
+// bundle>} or a bare policy document.
+func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 32<<20))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var wrapped struct {
+		Policy json.RawMessage `json:"policy"`
+		Bundle json.RawMessage `json:"bundle"`
+	}
+	doc, bundle := body, []byte(nil)
+	if json.Unmarshal(body, &wrapped) == nil && len(wrapped.Policy) > 0 {
+		doc, bundle = wrapped.Policy, wrapped.Bundle
+	}
+	p, err := a.srv.SetPolicy(r.PathValue("group"), doc, bundle, "api", "")
+	if err != nil {
+		code := http.StatusBadRequest
+		if errors.Is(err, server.ErrUnsigned) {
+			code = http.StatusForbidden
+		}
+		writeErr(w, code, err.Error())
+		return
+	}
+	p.JSON, p.Bundle = nil, nil
+	writeJSON(w, p)
+}
+
+func (a *API) metrics(w http.ResponseWriter, _ *http.Request) {
+	m := &a.srv.Metrics
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	counters := []struct {
+		name, help string
+		v          uint64
+	}{
+		{"rat_hub_messages_total", "MQTT messages received from devices.", m.Messages.Load()},
+		{"rat_hub_evidence_accepted_total", "Evidence records accepted into a device's chain.", m.Verified.Load()},
+		{"rat_hub_evidence_rejected_total", "Messages refused (replay, gap, stale nonce, bad signature…).", m.Rejected.Load()},
+		{"rat_hub_evidence_duplicates_total", "Republished records acknowledged again.", m.Duplicates.Load()},
+		{"rat_hub_messages_malformed_total", "Messages that did not decode.", m.Malformed.Load()},
+		{"rat_hub_untrusted_total", "Transitions to UNTRUSTED.", m.Untrusted.Load()},
+		{"rat_hub_broker_denied_total", "Connects, publishes and subscribes the embedded broker refused.", m.Denied.Load()},
+	}
+	for _, c := range counters {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", c.name, c.help, c.name, c.name, c.v)
+	}
+	ds, _ := a.srv.SortedDevices()
+	states := map[string]int{store.Enrolling: 0, store.Trusted: 0, store.Untrusted: 0, store.Stale: 0, store.Decommissioned: 0}
+	for _, d := range ds {
+		states[d.State]++
+	}
+	keys := make([]string, 0, len(states))
+	for k := range states {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprintf(w, "# HELP rat_hub_devices Devices by state.\n# TYPE rat_hub_devices gauge\n")
+	for _, k := range keys {
+		fmt.Fprintf(w, "rat_hub_devices{state=%q} %d\n", k, states[k])
+	}
+}
