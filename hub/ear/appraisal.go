@@ -138,9 +138,9 @@ func Judge(a Appraisal, now time.Time, maxAge time.Duration, revoked bool) Judge
 		case c.IsAffirming():
 		case c.IsContraindicated():
 			contra = true
-			j.Reasons = append(j.Reasons, fmt.Sprintf("%s: contraindicated (%d)", name, c))
+			j.Reasons = append(j.Reasons, fmt.Sprintf("%s: %s (%d, contraindicated)", name, claimTag(name, c), c))
 		case c.IsWarning():
-			j.Reasons = append(j.Reasons, fmt.Sprintf("%s: warning (%d)", name, c))
+			j.Reasons = append(j.Reasons, fmt.Sprintf("%s: %s (%d, warning)", name, claimTag(name, c), c))
 		default:
 			j.Reasons = append(j.Reasons, name+": not verified")
 		}
@@ -185,6 +185,38 @@ func Judge(a Appraisal, now time.Time, maxAge time.Duration, revoked bool) Judge
 const maxClockSkew = 5 * time.Second
 
 var claimNames = []string{"instance-identity", "hardware", "executables", "configuration"}
+
+// claimTags are AR4SI's names for the values Judge produces, for reasons.
+var claimTags = map[string]map[vear.TrustClaim]string{
+	"instance-identity": {
+		vear.UntrustworthyInstanceClaim: "untrustworthy_instance",
+		vear.UnrecognizedInstanceClaim:  "unrecognized_instance",
+	},
+	"hardware": {
+		vear.UnsafeHardwareClaim:          "unsafe_hw",
+		vear.ContraindicatedHardwareClaim: "contraindicated_hw",
+		vear.UnrecognizedHardwareClaim:    "unrecognized_hw",
+	},
+	"executables": {
+		vear.UnsafeRuntimeClaim:          "unsafe_rt",
+		vear.UnrecognizedRuntimeClaim:    "unrecognized_rt",
+		vear.ContraindicatedRuntimeClaim: "contraindicated_rt",
+	},
+	"configuration": {
+		vear.UnsafeConfigClaim:        "unsafe_config",
+		vear.UnsupportableConfigClaim: "unsupportable_config",
+	},
+}
+
+func claimTag(name string, c vear.TrustClaim) string {
+	if c == vear.CryptoValidationFailedClaim {
+		return "crypto_failed"
+	}
+	if t, ok := claimTags[name][c]; ok {
+		return t
+	}
+	return "claim"
+}
 
 func claimPtr(tv *vear.TrustVector, name string) *vear.TrustClaim {
 	switch name {

@@ -152,6 +152,7 @@ type Issuer struct {
 	nextSub  int
 	hooks    []string
 	pending  sync.WaitGroup
+	pruned   time.Time // last pruneLocked run
 }
 
 // NewIssuer loads (or creates) signing keys from keys and restores state
@@ -344,6 +345,27 @@ func (i *Issuer) remember(t TokenRecord) {
 // pruneLocked forgets tokens that expired more than one lifetime ago; their
 // status becomes unknown, which relying parties refuse like expired.
 func (i *Issuer) pruneLocked(now time.Time) {
+	// Pruning walks every record; once every few seconds is plenty and
+	// keeps Issue O(1) for large fleets. Keys are always checked (few).
+	if now.Sub(i.pruned) >= pruneEvery || now.Before(i.pruned) {
+		i.pruned = now
+		i.pruneTokensLocked(now)
+	}
+	kept := i.ring.retired[:0]
+	for _, k := range i.ring.retired {
+		if now.After(k.KeepUntil) {
+			if err := i.keys.Delete(k.ID); err == nil {
+				continue
+			}
+		}
+		kept = append(kept, k)
+	}
+	i.ring.retired = kept
+}
+
+const pruneEvery = 10 * time.Second
+
+func (i *Issuer) pruneTokensLocked(now time.Time) {
 	for id, t := range i.tokens {
 		if now.Sub(t.ExpiresAt) > i.lifetime {
 			if err := i.persist.DeleteToken(id); err != nil {
@@ -356,16 +378,6 @@ func (i *Issuer) pruneLocked(now time.Time) {
 			}
 		}
 	}
-	kept := i.ring.retired[:0]
-	for _, k := range i.ring.retired {
-		if now.After(k.KeepUntil) {
-			if err := i.keys.Delete(k.ID); err == nil {
-				continue
-			}
-		}
-		kept = append(kept, k)
-	}
-	i.ring.retired = kept
 }
 
 func (i *Issuer) maybeRotateLocked(now time.Time) error {
