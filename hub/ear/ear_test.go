@@ -456,6 +456,9 @@ func TestRevoke(t *testing.T) {
 	if t3.Status == "affirming" {
 		t.Fatal("affirming token for a revoked device")
 	}
+	if st, _ := iss.Status(t3.ID); st.Status != TokenRevoked {
+		t.Errorf("token issued while revoked has status %s", st.Status)
+	}
 	if err := iss.Reinstate("dev-1"); err != nil {
 		t.Fatal(err)
 	}

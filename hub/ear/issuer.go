@@ -268,7 +268,7 @@ func (i *Issuer) issue(ctx context.Context, src Source, deviceID, nonce, audienc
 	if err := i.maybeRotateLocked(now); err != nil {
 		return Token{}, err
 	}
-	_, revoked := i.revoked[deviceID]
+	dr, revoked := i.revoked[deviceID]
 	j := Judge(a, now, i.maxAge, revoked)
 
 	ar := vear.NewAttestationResult(SubmodName, i.build, i.developer)
@@ -313,6 +313,11 @@ func (i *Issuer) issue(ctx context.Context, src Source, deviceID, nonce, audienc
 	rec := TokenRecord{
 		ID: jti, DeviceID: deviceID, Audience: audience, KeyID: key.ID,
 		Status: status.String(), IssuedAt: now, ExpiresAt: exp,
+	}
+	if revoked {
+		// Born revoked: the status endpoint agrees with the token's own
+		// contraindicated status for a device that is revoked.
+		rec.RevokedAt, rec.Reason = now, dr.Reason
 	}
 	// A token the hub could not revoke after a restart is not handed out.
 	if err := i.persist.PutToken(rec); err != nil {
