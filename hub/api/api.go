@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/ratatouille/rat/evidence/failure"
+	"github.com/ratatouille/rat/evidence/ima"
+	"github.com/ratatouille/rat/evidence/protocol"
 	"github.com/ratatouille/rat/hub/server"
 	"github.com/ratatouille/rat/hub/store"
 )
@@ -36,6 +39,7 @@ func New(srv *server.Server, token string) (*API, error) {
 	a.handle("GET /v1/devices/{id}", a.device)
 	a.handle("GET /v1/devices/{id}/events", a.events)
 	a.handle("POST /v1/devices/{id}/clear", a.clear)
+	a.handle("GET /v1/devices/{id}/evidence", a.evidence)
 	a.handle("GET /v1/groups", a.groups)
 	a.handle("GET /v1/policies", a.policies)
 	a.handle("PUT /v1/groups/{group}/policy", a.putPolicy)
@@ -172,6 +176,49 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, ev)
+}
+
+// RecordView summarises one stored evidence record.
+type RecordView struct {
+	Seq        uint64 `json:"seq"`
+	Quoted     bool   `json:"quoted"`
+	IMAStart   uint64 `json:"ima_start"`
+	IMAEntries int    `json:"ima_entries"`
+	Thinned    uint64 `json:"thinned,omitempty"`
+	Time       int64  `json:"time"`
+	Bytes      int    `json:"bytes"`
+}
+
+func (a *API) evidence(w http.ResponseWriter, r *http.Request) {
+	d, ok := a.lookup(w, r)
+	if !ok {
+		return
+	}
+	var out []RecordView
+	err := a.srv.Store().Evidence(d.Key, 0, ^uint64(0), func(seq uint64, raw []byte) error {
+		var e protocol.Evidence
+		if err := protocol.Unmarshal(raw, &e); err != nil {
+			return fmt.Errorf("record %d: %w", seq, err)
+		}
+		n := 0
+		if len(e.IMA) > 0 {
+			es, err := ima.ParseBinary(bytes.NewReader(e.IMA))
+			if err != nil {
+				return fmt.Errorf("record %d: %w", seq, err)
+			}
+			n = len(es)
+		}
+		out = append(out, RecordView{Seq: seq, Quoted: e.Quoted(), IMAStart: e.IMAStart, IMAEntries: n, Thinned: e.Thinned, Time: e.Time, Bytes: len(raw)})
+		return nil
+	})
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if out == nil {
+		out = []RecordView{}
+	}
+	writeJSON(w, out)
 }
 
 func (a *API) clear(w http.ResponseWriter, r *http.Request) {
