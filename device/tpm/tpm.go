@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"errors"
@@ -86,9 +87,10 @@ type AK struct {
 	tpm    *TPM
 	handle tpm2.TPMHandle
 	name   tpm2.TPM2BName
-	// Public is the AK's public key; PublicArea its TPMT_PUBLIC bytes
+	// Public is the AK's public key (*ecdsa.PublicKey, or *rsa.PublicKey
+	// for CreateAKWith(AKRSA2048)); PublicArea its TPMT_PUBLIC bytes
 	// (whose name the verifier binds to the EK by credential activation).
-	Public     *ecdsa.PublicKey
+	Public     crypto.PublicKey
 	PublicArea []byte
 }
 
