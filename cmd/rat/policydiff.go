@@ -50,16 +50,16 @@ func (r *policyDiffReport) same() bool {
 		len(r.ExcludedByA) == 0 && len(r.ExcludedByB) == 0
 }
 
-var hexAlg = map[int]string{40: "sha1", 64: "sha256/sm3_256", 96: "sha384", 128: "sha512"}
+var hexDigestAlg = map[int]string{40: "sha1", 64: "sha256/sm3_256", 96: "sha384", 128: "sha512"}
 
-func algorithms(p *runtimepolicy.Policy) []string {
+func digestAlgorithms(p *runtimepolicy.Policy) []string {
 	seen := map[string]bool{}
 	for path, ds := range p.Digests {
 		if path == "boot_aggregate" {
 			continue
 		}
 		for _, d := range ds {
-			a, ok := hexAlg[len(d)]
+			a, ok := hexDigestAlg[len(d)]
 			if !ok {
 				a = fmt.Sprintf("%d-hex-digit", len(d))
 			}
@@ -76,7 +76,7 @@ func algorithms(p *runtimepolicy.Policy) []string {
 
 // diffPolicies compares the digests and excludes of a and b.
 func diffPolicies(a, b *runtimepolicy.Policy) *policyDiffReport {
-	r := &policyDiffReport{AlgorithmsA: algorithms(a), AlgorithmsB: algorithms(b)}
+	r := &policyDiffReport{AlgorithmsA: digestAlgorithms(a), AlgorithmsB: digestAlgorithms(b)}
 	one := func(from, to *runtimepolicy.Policy, excluded *[]string) []digestDiff {
 		var out []digestDiff
 		paths := make([]string, 0, len(from.Digests))
@@ -133,9 +133,9 @@ func (r *policyDiffReport) write(w io.Writer, nameA, nameB string) {
 			if len(d.Other) == 0 {
 				fmt.Fprintf(w, "  %s  (path not in %s at all)\n", d.Path, lack)
 			} else {
-				fmt.Fprintf(w, "  %s  (%s allows other content: %s)\n", d.Path, lack, strings.Join(short(d.Other), ", "))
+				fmt.Fprintf(w, "  %s  (%s allows other content: %s)\n", d.Path, lack, strings.Join(shortDigests(d.Other), ", "))
 			}
-			fmt.Fprintf(w, "      %s allows %s\n", have, strings.Join(short(d.Digests), ", "))
+			fmt.Fprintf(w, "      %s allows %s\n", have, strings.Join(shortDigests(d.Digests), ", "))
 		}
 	}
 	fmt.Fprintf(w, "A = %s\nB = %s\n\n", nameA, nameB)
@@ -169,7 +169,7 @@ func (r *policyDiffReport) write(w io.Writer, nameA, nameB string) {
 	}
 }
 
-func short(ds []string) []string {
+func shortDigests(ds []string) []string {
 	out := make([]string, len(ds))
 	for i, d := range ds {
 		if len(d) > 16 {

@@ -8,9 +8,9 @@ import (
 
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/runtimepolicy"
-	"github.com/ratatouille/rat/ota/internal/testimage"
 	"github.com/ratatouille/rat/ota/predict"
 	"github.com/ratatouille/rat/ota/rootfs"
+	"github.com/ratatouille/rat/ota/testimage"
 )
 
 var fixed = predict.WithClock(func() time.Time { return time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC) })

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ratatouille/rat/ota/internal/testimage"
 	"github.com/ratatouille/rat/ota/release"
 	"github.com/ratatouille/rat/ota/rootfs"
+	"github.com/ratatouille/rat/ota/testimage"
 )
 
 // checkRootfs walks r and compares every regular file with sha256sum.

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ratatouille/rat/ota/internal/testimage"
 	"github.com/ratatouille/rat/ota/rootfs"
+	"github.com/ratatouille/rat/ota/testimage"
 )
 
 // walkAll hashes every regular file of r and records symlinks, hard links.
