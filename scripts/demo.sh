@@ -89,5 +89,9 @@ echo "PCR 10 (sha256) replayed from $(wc -l < "$LOG") entries: $($BIN/rat ima re
 $BIN/rat policy create --ima-log "$LOG" -o "$OUT/ubuntu-policy.json"
 $BIN/rat policy check --policy "$OUT/ubuntu-policy.json" --ima-log "$LOG" > /dev/null && echo "real log vs its baseline: TRUSTED"
 
+say "6. Only attested machines get secrets: hub EAR tokens and a relying party (examples/secret-release)"
+${GO:-go} run ./examples/secret-release -demo > "$OUT/secret-release.txt" 2>&1 || { cat "$OUT/secret-release.txt"; die "secret-release demo"; }
+cat "$OUT/secret-release.txt"
+
 say "done: every step happened; artifacts in $OUT/"
 ls -1 "$OUT"
