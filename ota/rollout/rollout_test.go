@@ -179,3 +179,26 @@ func TestJudge(t *testing.T) {
 		t.Errorf("default window: %v", d.Policies)
 	}
 }
+
+func TestAnswer(t *testing.T) {
+	tests := []struct {
+		name       string
+		rel        *rollout.Release
+		wantStatus int
+		wantOK     bool
+	}{
+		{"unknown", nil, 404, false},
+		{"draft", release(t, "2", polN1, rollout.Draft), 403, false},
+		{"approved", release(t, "2", polN1, rollout.Approved), 200, true},
+		{"retired", release(t, "2", polN1, rollout.Retired), 403, false},
+	}
+	for _, tc := range tests {
+		a, status := rollout.Answer("edge", "2", tc.rel)
+		if status != tc.wantStatus || a.Approved != tc.wantOK || a.Group != "edge" || a.Version != "2" || a.Reason == "" {
+			t.Errorf("%s: %d %+v", tc.name, status, a)
+		}
+		if tc.rel != nil && a.PolicyDigest != polN1 {
+			t.Errorf("%s: policy digest %q", tc.name, a.PolicyDigest)
+		}
+	}
+}
