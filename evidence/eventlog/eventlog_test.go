@@ -432,6 +432,8 @@ func TestVerify(t *testing.T) {
 		{"PCR 7 not quoted", base, AlgSHA256, without(7), []string{failure.MeasuredBootPCRNotQuoted}},
 		{"PCR 14 not quoted", base, AlgSHA256, without(14), []string{failure.MeasuredBootPCRNotQuoted}},
 		{"nil log", nil, AlgSHA256, good, []string{failure.MeasuredBootInvalidLog}},
+		{"nothing quoted", base, AlgSHA256, nil, []string{failure.MeasuredBootInvalidLog}},
+		{"only PCR 10 quoted", base, AlgSHA256, map[int][]byte{10: make([]byte, 32)}, []string{failure.MeasuredBootInvalidLog}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := Verify(tc.log, tc.bank, tc.quoted)

@@ -156,7 +156,7 @@ func (l *Log) checkBinding(alg uint16, pcr int) (*Event, error) {
 // PCR values of that bank whose digest a verified quote signed. It returns
 // no events when the log is fully backed by the quote:
 //   - measured_boot.invalid_event_log (critical): the log cannot be
-//     replayed in bank;
+//     replayed in bank, or the quote covers none of its PCRs;
 //   - measured_boot.invalid_pcr (critical), once per PCR: the replay of a
 //     quoted PCR differs from the quoted value;
 //   - measured_boot.event_data_mismatch (critical): a Secure Boot variable,
@@ -177,10 +177,19 @@ func Verify(log *Log, bank uint16, quotedPCRs map[int][]byte) []failure.Event {
 	}
 	var out []failure.Event
 	idx := make([]int, 0, len(replay))
+	covered := false
 	for p := range replay {
 		idx = append(idx, p)
+		_, ok := quotedPCRs[p]
+		covered = covered || ok
 	}
 	sort.Ints(idx)
+	// A quote that covers none of the log's PCRs backs nothing in it:
+	// that is not a list of warnings but no evidence at all.
+	if !covered {
+		return []failure.Event{{ID: failure.MeasuredBootInvalidLog, Severity: failure.Critical,
+			Context: fmt.Sprintf("the quote covers none of the event log's PCRs (%s)", AlgName(bank))}}
+	}
 	for _, p := range idx {
 		q, ok := quotedPCRs[p]
 		if !ok {
