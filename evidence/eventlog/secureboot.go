@@ -146,7 +146,8 @@ type SecureBootVar struct {
 }
 
 // State is what PCR 7 says about Secure Boot. It is only as trustworthy
-// as the replay of PCR 7: use it after Verify found no critical event.
+// as the replay of PCR 7: use it after Verify, with PCR 7 among the quoted
+// PCRs, found no critical event.
 type State struct {
 	// Measured reports that the firmware measured the SecureBoot variable.
 	Measured bool
