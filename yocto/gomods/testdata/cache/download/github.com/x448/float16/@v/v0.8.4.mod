@@ -1,0 +1,3 @@
+module github.com/x448/float16
+
+go 1.11
