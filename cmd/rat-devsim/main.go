@@ -59,6 +59,7 @@ func run() error {
 	heartbeat := flag.Duration("heartbeat", 10*time.Second, "heartbeat interval")
 	poll := flag.Duration("poll", 250*time.Millisecond, "IMA poll interval")
 	release := flag.String("release", "", "release the device reports")
+	passFile := flag.String("mqtt-password-file", "", "file holding the device's MQTT password (the username is the device id)")
 	flag.Var(&measure, "measure", "file measured at boot (repeatable; a directory measures its regular files)")
 	flag.Parse()
 	if *hub == "" || *state == "" {
@@ -68,6 +69,14 @@ func run() error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("sim", *id)
+	password := ""
+	if *passFile != "" {
+		b, err := os.ReadFile(*passFile)
+		if err != nil {
+			return fmt.Errorf("--mqtt-password-file: %w", err)
+		}
+		password = strings.TrimSpace(string(b))
+	}
 	sim, err := simulator.Get()
 	if err != nil {
 		return fmt.Errorf("simulator: %w", err)
@@ -98,7 +107,7 @@ func run() error {
 	a, err := agent.New(agent.Config{
 		DeviceID: *id, Fleet: *fleet, Group: *group, Broker: *hub, TPM: t, IMA: imasrc.NewFile(logPath), Outbox: ob,
 		BootID: func() (string, error) { return bootID, nil }, Release: func() string { return *release },
-		Baseline: *baseline, Heartbeat: *heartbeat, Poll: *poll, Log: log,
+		Baseline: *baseline, Heartbeat: *heartbeat, Poll: *poll, Log: log, Password: password,
 	})
 	if err != nil {
 		return err

@@ -79,6 +79,7 @@ func run(args []string) error {
 		ca        = fs.String("ca", "", "PEM CA bundle for the broker's certificate")
 		cert      = fs.String("cert", "", "PEM device client certificate")
 		key       = fs.String("key", "", "PEM device client key")
+		mqttPass  = fs.String("mqtt-password-file", "", "file holding the device's MQTT password (brokers such as Mosquitto with a password_file; the username is the device id)")
 		baseline  = fs.Bool("baseline", false, "ask the hub to build the group's baseline policy from this device's log")
 		poll      = fs.Duration("poll", 250*time.Millisecond, "how often to check the IMA measurement count")
 		heartbeat = fs.Duration("heartbeat", 10*time.Second, "heartbeat quote interval")
@@ -138,6 +139,13 @@ func run(args []string) error {
 		TPM: t, IMA: src, Outbox: ob, PCRs: pcrs, Poll: *poll, Heartbeat: *heartbeat, Baseline: *baseline,
 		Release: func() string { return readRelease(*release) }, Log: log,
 		EventLog: func() ([]byte, error) { return os.ReadFile(*eventLog) },
+	}
+	if *mqttPass != "" {
+		b, err := os.ReadFile(*mqttPass)
+		if err != nil {
+			return fmt.Errorf("--mqtt-password-file: %w", err)
+		}
+		cfg.Password = strings.TrimSpace(string(b))
 	}
 	if *serial != "" {
 		path := *serial
