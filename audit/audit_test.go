@@ -1,0 +1,222 @@
+package audit_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ratatouille/rat/audit"
+	"github.com/ratatouille/rat/audit/internal/simbundle"
+	"github.com/ratatouille/rat/evidence/failure"
+	"github.com/ratatouille/rat/evidence/protocol"
+)
+
+const realLog = "../testdata/ima/ubuntu2404-kernel68-ima-ng-sha256.ascii"
+
+var (
+	fixOnce     sync.Once
+	good, viol  *simbundle.Fixture
+	fixErr      error
+	fixturesDir string
+)
+
+// fixtures builds the two simulator fixtures once (the simulator is a
+// process-wide singleton and quoting is the slow part).
+func fixtures(t testing.TB) (*simbundle.Fixture, *simbundle.Fixture) {
+	t.Helper()
+	fixOnce.Do(func() {
+		fixturesDir, fixErr = os.MkdirTemp("", "audit-fixtures")
+		if fixErr != nil {
+			return
+		}
+		d1, d2 := fixturesDir+"/good", fixturesDir+"/viol"
+		_ = os.Mkdir(d1, 0o755)
+		_ = os.Mkdir(d2, 0o755)
+		if good, fixErr = simbundle.Build(realLog, d1, simbundle.Options{}); fixErr != nil {
+			return
+		}
+		viol, fixErr = simbundle.Build(realLog, d2, simbundle.Options{Violation: true})
+	})
+	if fixErr != nil {
+		t.Fatalf("fixtures: %v", fixErr)
+	}
+	return good, viol
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if fixturesDir != "" {
+		os.RemoveAll(fixturesDir)
+	}
+	os.Exit(code)
+}
+
+func trust(f *simbundle.Fixture) []audit.Option {
+	return []audit.Option{
+		audit.WithEKRootsDir(f.EKRootsDir),
+		audit.WithPolicyKey(f.PolicyKeyPEM),
+		audit.WithoutTlogUnsafe(),
+		audit.WithHubKey(&f.HubKey.PublicKey),
+		audit.Waive(audit.CheckEventLog, "simulated device without firmware event log"),
+	}
+}
+
+func encode(t testing.TB, f *simbundle.Fixture, recs []*protocol.Evidence, signed bool) []byte {
+	t.Helper()
+	b, err := f.Encode(recs, signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func verify(t testing.TB, b []byte, opts ...audit.Option) *audit.Report {
+	t.Helper()
+	rep, err := audit.Verify(bytes.NewReader(b), opts...)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	return rep
+}
+
+func dump(t testing.TB, rep *audit.Report) string {
+	var b strings.Builder
+	rep.WriteText(&b)
+	return b.String()
+}
+
+func TestTrustedBundle(t *testing.T) {
+	f, _ := fixtures(t)
+	for _, signed := range []bool{false, true} {
+		rep := verify(t, encode(t, f, f.Records, signed), trust(f)...)
+		if rep.Verdict != audit.Trusted {
+			t.Fatalf("signed=%v: verdict %s, want TRUSTED\n%s", signed, rep.Verdict, dump(t, rep))
+		}
+		if len(rep.Reboots) != 1 || len(rep.Segments) != 1 || rep.Quotes != 7 || rep.Records != 8 {
+			t.Fatalf("reboots %d, segments %d, quotes %d, records %d\n%s", len(rep.Reboots), len(rep.Segments), rep.Quotes, rep.Records, dump(t, rep))
+		}
+		if c, _ := rep.Check(audit.CheckBundleSignature); signed != (c.Result == audit.Pass) {
+			t.Fatalf("signed=%v: bundle signature check %+v", signed, c)
+		}
+		if !strings.Contains(strings.Join(rep.Proven, "\n"), "continuous from") {
+			t.Fatalf("no continuity statement:\n%s", dump(t, rep))
+		}
+	}
+}
+
+// Without the auditor's own trust anchors nothing fails, but the verdict
+// cannot be TRUSTED: each missing anchor is a check not made.
+func TestInconclusiveWithoutTrust(t *testing.T) {
+	f, _ := fixtures(t)
+	b := encode(t, f, f.Records, false)
+	rep := verify(t, b)
+	if rep.Verdict != audit.Inconclusive {
+		t.Fatalf("verdict %s, want INCONCLUSIVE\n%s", rep.Verdict, dump(t, rep))
+	}
+	for _, name := range []string{audit.CheckEKCert, audit.CheckAKBinding, audit.CheckPolicySignature, audit.CheckEventLog} {
+		if c, _ := rep.Check(name); c.Result != audit.NotChecked {
+			t.Errorf("%s: %s, want not checked", name, c.Result)
+		}
+	}
+	if c, _ := rep.Check(audit.CheckQuotes); c.Result != audit.Pass {
+		t.Errorf("quotes: %+v", c)
+	}
+}
+
+func TestViolationNamesFile(t *testing.T) {
+	_, v := fixtures(t)
+	rep := verify(t, encode(t, v, v.Records, false), trust(v)...)
+	if rep.Verdict != audit.Untrusted {
+		t.Fatalf("verdict %s, want UNTRUSTED\n%s", rep.Verdict, dump(t, rep))
+	}
+	var hit *audit.Failure
+	for i := range rep.Failures {
+		if rep.Failures[i].Fields["path"] == v.Evil {
+			hit = &rep.Failures[i]
+		}
+	}
+	if hit == nil || hit.ID != failure.IMANotInAllowlist || hit.Time == 0 || hit.Seq == 0 {
+		t.Fatalf("no failure naming %s with time and seq:\n%s", v.Evil, dump(t, rep))
+	}
+	// The same path is measured again in boot 2 only if it is among the
+	// first 40 entries; either way every failure is the policy's.
+	for _, f := range rep.Failures {
+		if f.ID != failure.IMANotInAllowlist {
+			t.Errorf("unexpected failure %s", f)
+		}
+	}
+}
+
+// Drop, reorder and duplicate quotes: never TRUSTED.
+func TestChainTampering(t *testing.T) {
+	f, _ := fixtures(t)
+	recs := f.Records
+	with := func(fn func([]*protocol.Evidence) []*protocol.Evidence) []*protocol.Evidence {
+		return fn(append([]*protocol.Evidence(nil), recs...))
+	}
+	cases := []struct {
+		name string
+		recs []*protocol.Evidence
+		want string // a failure id the report must contain
+	}{
+		{"drop a middle quote", with(func(r []*protocol.Evidence) []*protocol.Evidence { return append(r[:3], r[4:]...) }), failure.EvidenceSeqGap},
+		{"drop the IMA-only chunk", with(func(r []*protocol.Evidence) []*protocol.Evidence { return append(r[:1], r[2:]...) }), failure.EvidenceSeqGap},
+		{"swap two quotes", with(func(r []*protocol.Evidence) []*protocol.Evidence { r[3], r[4] = r[4], r[3]; return r }), failure.EvidenceReplay},
+		{"duplicate a quote", with(func(r []*protocol.Evidence) []*protocol.Evidence {
+			return append(r[:4], append([]*protocol.Evidence{r[3]}, r[4:]...)...)
+		}), failure.EvidenceReplay},
+		{"drop the reboot quote", with(func(r []*protocol.Evidence) []*protocol.Evidence { return append(r[:6], r[7:]...) }), failure.EvidenceSeqGap},
+		{"claim thinning to hide a drop", with(func(r []*protocol.Evidence) []*protocol.Evidence {
+			c := *r[4]
+			c.Thinned = 1
+			return append(r[:3], append([]*protocol.Evidence{&c}, r[5:]...)...)
+		}), failure.EvidenceChainBroken},
+		{"foreign quote swapped in", with(func(r []*protocol.Evidence) []*protocol.Evidence { _, v := fixtures(t); r[2] = v.Records[2]; return r }), failure.QuoteInvalidSignature},
+		{"PCR 10 value changed", with(func(r []*protocol.Evidence) []*protocol.Evidence {
+			c := *r[2]
+			c.PCRs = map[uint16]map[int][]byte{0x0b: {}}
+			for k, v := range r[2].PCRs[0x0b] {
+				c.PCRs[0x0b][k] = v
+			}
+			c.PCRs[0x0b][10] = make([]byte, 32)
+			r[2] = &c
+			return r
+		}), failure.QuotePCRDigest},
+		{"IMA entry removed", with(func(r []*protocol.Evidence) []*protocol.Evidence {
+			c := *r[2]
+			es := f.Entries[int(c.IMAStart)+1 : len(f.Entries)/3]
+			c.IMA = marshal(es)
+			c.IMAStart++
+			r[2] = &c
+			return r
+		}), failure.IMALogTruncated},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := verify(t, encode(t, f, tc.recs, false), trust(f)...)
+			if rep.Verdict == audit.Trusted {
+				t.Fatalf("TRUSTED after %s\n%s", tc.name, dump(t, rep))
+			}
+			found := false
+			for _, fl := range rep.Failures {
+				found = found || fl.ID == tc.want
+			}
+			if !found {
+				t.Fatalf("no %s failure\n%s", tc.want, dump(t, rep))
+			}
+		})
+	}
+}
+
+func TestUnusableInput(t *testing.T) {
+	f, _ := fixtures(t)
+	b := encode(t, f, f.Records, false)
+	for _, in := range [][]byte{nil, []byte("not a bundle"), b[:len(b)/2], append(append([]byte(nil), b...), 0)} {
+		if _, err := audit.Verify(bytes.NewReader(in), trust(f)...); !errors.Is(err, audit.ErrUnusable) {
+			t.Fatalf("err = %v, want ErrUnusable", err)
+		}
+	}
+}
