@@ -20,7 +20,7 @@ SRC_URI = "git://github.com/ratatouille/rat.git;protocol=https;branch=main;dests
            file://rat-agent.service \
            file://rat-agent.conf \
            "
-SRCREV = "2c7f3dba3f2358389ba9f4fa7fc8528407ca7319"
+SRCREV = "51eb30c2bcdcfebebc06ec61884d74cb0ea3d86e"
 PV = "0.1+git"
 
 require ${BPN}-go-mods.inc
