@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/ratatouille/rat/evidence/bundle"
 	"github.com/ratatouille/rat/evidence/claims"
@@ -303,7 +304,9 @@ func (a *auditor) judge(r *protocol.Evidence, entries []ima.Entry, first uint64)
 	evs := runtimepolicy.Evaluate(a.policy, entries, opts...)
 	for _, ev := range evs {
 		if n, err := strconv.ParseUint(ev.Fields["entry"], 10, 64); err == nil {
-			ev.Fields["entry"] = strconv.FormatUint(first+n, 10) // 1-based index in the boot's log
+			abs := strconv.FormatUint(first+n, 10) // 1-based index in the boot's log
+			ev.Fields["entry"] = abs
+			ev.Context = strings.Replace(ev.Context, fmt.Sprintf("entry %d:", n), "IMA log entry "+abs+":", 1)
 		}
 		ev.Fields["policy"] = a.rep.Policies[a.policyIdx].Name
 		a.addFailure(ev)
@@ -468,5 +471,9 @@ func (a *auditor) statements() {
 		rep.Trusted = append(rep.Trusted, "the verifier's nonces were fresh challenges (the hub's claim; an auditor cannot re-check freshness)")
 	}
 	rep.Trusted = append(rep.Trusted, "record times are the device's clock (unsigned); order is proven by the TPM clock and the chain")
+	if len(rep.Policies) > 0 {
+		rep.Trusted = append(rep.Trusted, "which policy was in force from when (the policy's place in the bundle, its name and start) is the exporting hub's statement; the signature proves only who approved each policy")
+	}
+	rep.Trusted = append(rep.Trusted, "the EAT's issuer, subject and requested span are the exporter's labels (the span proven is the one above)")
 	rep.Trusted = append(rep.Trusted, "the device's kernel and IMA measured what ran (the TPM proves the log, not the measurer)")
 }
