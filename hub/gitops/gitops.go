@@ -330,7 +330,7 @@ func (s *Syncer) Sync(ctx context.Context, commit string) (*Status, error) {
 	if err := s.syncCommit(ctx, r, commit, st); err != nil {
 		return nil, err
 	}
-	s.lastSync = commit
+	s.markSynced(st)
 	return st, nil
 }
 
@@ -350,7 +350,7 @@ func (s *Syncer) PollOnce(ctx context.Context) (*Status, error) {
 	st := &Status{Commit: tip.String(), Branch: s.branch, Groups: []GroupStatus{}}
 	err = s.syncCommit(ctx, r, tip.String(), st)
 	if err == nil {
-		s.lastSync = tip.String()
+		s.markSynced(st)
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -377,6 +377,17 @@ func (s *Syncer) Poll(ctx context.Context, interval time.Duration, onErr func(er
 		case <-t.C:
 		}
 	}
+}
+
+// markSynced remembers st's commit as done unless an Apply failed, so
+// that polling retries a commit whose policy the hub could not store.
+func (s *Syncer) markSynced(st *Status) {
+	for _, g := range st.Groups {
+		if g.Outcome == Failed {
+			return
+		}
+	}
+	s.lastSync = st.Commit
 }
 
 // candidate is one policy file pair found in the tree.

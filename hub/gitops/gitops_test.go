@@ -532,3 +532,38 @@ func TestPolling(t *testing.T) {
 		t.Fatal("relative path accepted")
 	}
 }
+
+// TestApplyFailureRetried: when the hub cannot store a verified policy,
+// the group is "failed", nothing is remembered, and the next poll (same
+// commit) or push tries again.
+func TestApplyFailureRetried(t *testing.T) {
+	r := newRepo(t)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	v1 := policyDoc(t, 1)
+	r.write("groups/edge/runtime_policy.json", v1)
+	r.write("groups/edge/runtime_policy.json.sigstore.json", signDoc(t, k, v1))
+	c1 := r.commitPush("v1")
+	calls := 0
+	s, err := gitops.New(r.remote, map[string]*policysig.Verifier{"edge": keyVerifier(t, k)}, func(context.Context, gitops.Update) error {
+		calls++
+		if calls == 1 {
+			return fmt.Errorf("store unavailable")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := s.Sync(ctx, c1)
+	if err != nil || st.Groups[0].Outcome != gitops.Failed || !strings.Contains(st.Groups[0].Reason, "store unavailable") {
+		t.Fatalf("first sync: %+v %v", st, err)
+	}
+	st, err = s.PollOnce(ctx)
+	if err != nil || st == nil || st.Groups[0].Outcome != gitops.Applied {
+		t.Fatalf("retry by poll: %+v %v", st, err)
+	}
+	if st, err := s.PollOnce(ctx); err != nil || st != nil || calls != 2 {
+		t.Fatalf("after success: %+v %v calls=%d", st, err, calls)
+	}
+}
