@@ -130,6 +130,12 @@ func run(args []string) error {
 		return err
 	}
 	defer t.Close()
+	if noResourceManager(*tpmAddr) {
+		// A killed predecessor's AK and EK are still loaded there.
+		if err := t.FlushStale(); err != nil {
+			return err
+		}
+	}
 	var src imasrc.Source = imasrc.NewSecurityFS(*imaDir)
 	if *imaFile != "" {
 		src = imasrc.NewFile(*imaFile)
@@ -167,6 +173,21 @@ func run(args []string) error {
 	defer stop()
 	log.Info("rat-agent starting", "version", version, "device", *deviceID, "fleet", *fleet, "group", *group)
 	return a.Run(ctx)
+}
+
+// noResourceManager reports whether the TPM at addr (as tpm.Open takes it)
+// is used without the kernel's resource manager: swtpm over TCP, or a raw
+// /dev/tpm0 (also what tpm.Open falls back to when there is no /dev/tpmrm0).
+func noResourceManager(addr string) bool {
+	switch {
+	case strings.HasPrefix(addr, "tcp://"):
+		return true
+	case addr == "":
+		_, err := os.Stat("/dev/tpmrm0")
+		return err != nil
+	default:
+		return !strings.Contains(filepath.Base(addr), "tpmrm")
+	}
 }
 
 func loadConfig(fs *flag.FlagSet, path string, set map[string]bool) error {
