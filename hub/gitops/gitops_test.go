@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/ratatouille/rat/audit/policysig"
+	"github.com/ratatouille/rat/audit/policysig/policysigtest"
 	"github.com/ratatouille/rat/evidence/runtimepolicy"
 	"github.com/ratatouille/rat/hub/gitops"
 )
@@ -565,5 +566,60 @@ func TestApplyFailureRetried(t *testing.T) {
 	}
 	if st, err := s.PollOnce(ctx); err != nil || st != nil || calls != 2 {
 		t.Fatalf("after success: %+v %v calls=%d", st, err, calls)
+	}
+}
+
+// TestKeylessGroup: a group that trusts one OIDC identity, with bundles
+// from a virtual Sigstore (Fulcio certificate, Rekor entry, TSA): alice's
+// push is applied with her identity and the log entry, mallory's is not.
+func TestKeylessGroup(t *testing.T) {
+	r := newRepo(t)
+	vs, err := policysigtest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const issuer = "https://accounts.example.com"
+	v, err := policysig.New(vs.TrustedMaterial(), policysig.WithIdentity(policysig.Identity{Issuer: issuer, SAN: "alice@example.com"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, v2 := policyDoc(t, 1), policyDoc(t, 2)
+	sign := func(who string, doc []byte) []byte {
+		b, err := vs.SignBundle(who, issuer, doc, policysigtest.Parts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	rc := &recorder{}
+	s, err := gitops.New(r.remote, map[string]*policysig.Verifier{"edge": v}, rc.apply, gitops.WithReject(rc.reject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := gitops.NewWebhook(s, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.write("groups/edge/runtime_policy.json", v1)
+	r.write("groups/edge/runtime_policy.json.sigstore.json", sign("alice@example.com", v1))
+	c1 := r.commitPush("v1 by alice")
+	body := githubPush("refs/heads/main", strings.Repeat("0", 40), c1)
+	if code, st, raw := post(t, h, ghHeaders(body, secret), body); code != 200 || st.Groups[0].Outcome != gitops.Applied || st.Groups[0].Signer != "alice@example.com" {
+		t.Fatalf("alice: %d %s", code, raw)
+	}
+	res := rc.applied[0].Result
+	logID, _ := vs.RekorLogID()
+	if res.Identity != "alice@example.com" || res.Issuer != issuer || len(res.Tlog) != 1 || res.Tlog[0].LogID != logID || res.IntegratedTime.IsZero() {
+		t.Fatalf("result %+v", res)
+	}
+	r.write("groups/edge/runtime_policy.json", v2)
+	r.write("groups/edge/runtime_policy.json.sigstore.json", sign("mallory@example.com", v2))
+	c2 := r.commitPush("v2 by mallory")
+	body = githubPush("refs/heads/main", c1, c2)
+	if code, st, raw := post(t, h, ghHeaders(body, secret), body); code != 200 || st.Groups[0].Outcome != gitops.Rejected || !strings.Contains(st.Groups[0].Reason, "signer not allowed") {
+		t.Fatalf("mallory: %d %s", code, raw)
+	}
+	if a, rj := rc.counts(); a != 1 || rj != 1 {
+		t.Fatalf("%d applied, %d rejected", a, rj)
 	}
 }
