@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/ratatouille/rat/audit"
-	"github.com/ratatouille/rat/audit/internal/simbundle"
+	"github.com/ratatouille/rat/audit/simbundle"
 	"github.com/ratatouille/rat/evidence/failure"
 	"github.com/ratatouille/rat/evidence/protocol"
 )

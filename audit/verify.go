@@ -344,3 +344,13 @@ func sortedKeys(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// AKPublicKey returns the Go public key of a TPMT_PUBLIC (for tools that
+// hand the AK to other verifiers, such as rat-audit export-open).
+func AKPublicKey(tpmtPublic []byte) (crypto.PublicKey, error) {
+	p, err := tpm2.Unmarshal[tpm2.TPMTPublic](tpmtPublic)
+	if err != nil {
+		return nil, fmt.Errorf("audit: public area: %w", err)
+	}
+	return publicKey(p)
+}
