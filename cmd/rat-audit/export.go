@@ -36,8 +36,8 @@ type exporter struct {
 	boot     int
 	bootLog  *os.File
 	bootLen  int64
-	bootFrom uint64 // IMA index of the boot log's first entry
-	bootNext uint64 // index the next appended entry must have
+	bootFrom uint64  // IMA index of the boot log's first entry
+	bootNext uint64  // index the next appended entry must have
 	bootEnds []int64 // bootEnds[k]: bytes of the boot log's first k entries
 	haveBoot bool
 	reset    uint32
@@ -283,4 +283,3 @@ func pcrFiles(r *protocol.Evidence) (string, []byte, error) {
 	}
 	return strings.Join(lists, "+"), vals, nil
 }
-
