@@ -284,3 +284,14 @@ func fileContains(path, s string) bool {
 	b, err := os.ReadFile(path)
 	return err == nil && bytes.Contains(b, []byte(s))
 }
+
+// touch creates the spool file empty.
+func (s *spool) touch(t *testing.T) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
