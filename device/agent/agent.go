@@ -566,7 +566,11 @@ func (a *Agent) makeRecord(heartbeatAllowed bool) error {
 				seq = newest.Seq + 1
 			}
 		}
-		work := *r
+		// Replayers share their value buffer when copied; start a fresh one.
+		work, err := ima.Resume(crypto.SHA256, r.Value(), r.Count())
+		if err != nil {
+			return err
+		}
 		if err := work.Advance(entries); err != nil {
 			return err
 		}
@@ -586,12 +590,24 @@ func (a *Agent) makeRecord(heartbeatAllowed bool) error {
 			return err
 		}
 		if bytes.Equal(q.PCRs[10], work.Value()) {
-			r = &work
+			r = work
 			break
+		}
+		// The kernel logs an entry before it extends PCR 10, and keeps
+		// measuring while we quote: the quote may cover a few entries more
+		// or fewer than we read. Find the prefix of the log as it is now
+		// that the quote covers, and send exactly that.
+		if fresh, err := a.cfg.IMA.Read(st.IMACount); err == nil {
+			try, _ := ima.Resume(crypto.SHA256, r.Value(), r.Count())
+			if n, err := try.AdvanceTo(fresh, q.PCRs[10]); err == nil {
+				entries = fresh[:n-int(st.IMACount)]
+				r = try
+				break
+			}
 		}
 		if attempt >= 8 {
 			a.log.Warn("PCR 10 does not match the measurement list after retries; sending as is")
-			r = &work
+			r = work
 			break
 		}
 		// The kernel logged or extended between our read and the quote.

@@ -1,15 +1,19 @@
 package tpm
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/big"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -32,7 +36,7 @@ func Open(addr string) (*TPM, error) {
 		for _, p := range []string{"/dev/tpmrm0", "/dev/tpm0"} {
 			t, err := linuxtpm.Open(p)
 			if err == nil {
-				return &TPM{t: t}, nil
+				return &TPM{t: locked(t)}, nil
 			}
 			errs = append(errs, err)
 		}
@@ -51,13 +55,13 @@ func Open(addr string) (*TPM, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tpm: open %s: %w", addr, err)
 		}
-		return &TPM{t: t}, nil
+		return &TPM{t: locked(t)}, nil
 	default:
 		t, err := linuxtpm.Open(addr)
 		if err != nil {
 			return nil, fmt.Errorf("tpm: open %s: %w", addr, err)
 		}
-		return &TPM{t: t}, nil
+		return &TPM{t: locked(t)}, nil
 	}
 }
 
@@ -137,24 +141,48 @@ type Quote struct {
 }
 
 // Quote quotes pcrs of the sha256 bank with nonce as qualifying data.
+//
+// The PCR values are read after the quote, in separate commands; if a PCR
+// was extended in between (the kernel's IMA does so at any time), the values
+// would not hash to the quote's pcrDigest and the verifier would rightly
+// refuse them. So the values are checked against the digest here, and the
+// quote is taken again until they agree.
 func (ak *AK) Quote(nonce []byte, pcrs []int) (*Quote, error) {
+	sorted := append([]int(nil), pcrs...)
+	sort.Ints(sorted)
 	sel := tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{
-		Hash: tpm2.TPMAlgSHA256, PCRSelect: tpm2.PCClientCompatible.PCRs(toUint(pcrs)...),
+		Hash: tpm2.TPMAlgSHA256, PCRSelect: tpm2.PCClientCompatible.PCRs(toUint(sorted)...),
 	}}}
-	rsp, err := tpm2.Quote{
-		SignHandle:     tpm2.AuthHandle{Handle: ak.handle, Name: ak.name, Auth: tpm2.PasswordAuth(nil)},
-		QualifyingData: tpm2.TPM2BData{Buffer: nonce},
-		InScheme:       tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},
-		PCRSelect:      sel,
-	}.Execute(ak.tpm.t)
-	if err != nil {
-		return nil, fmt.Errorf("tpm: quote: %w", err)
+	for attempt := 0; ; attempt++ {
+		rsp, err := tpm2.Quote{
+			SignHandle:     tpm2.AuthHandle{Handle: ak.handle, Name: ak.name, Auth: tpm2.PasswordAuth(nil)},
+			QualifyingData: tpm2.TPM2BData{Buffer: nonce},
+			InScheme:       tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},
+			PCRSelect:      sel,
+		}.Execute(ak.tpm.t)
+		if err != nil {
+			return nil, fmt.Errorf("tpm: quote: %w", err)
+		}
+		vals, err := ak.tpm.ReadPCRs(sorted)
+		if err != nil {
+			return nil, err
+		}
+		att, err := rsp.Quoted.Contents()
+		if err != nil {
+			return nil, fmt.Errorf("tpm: quote contents: %w", err)
+		}
+		qi, err := att.Attested.Quote()
+		if err != nil {
+			return nil, fmt.Errorf("tpm: quote info: %w", err)
+		}
+		h := sha256.New()
+		for _, p := range sorted {
+			h.Write(vals[p])
+		}
+		if bytes.Equal(h.Sum(nil), qi.PCRDigest.Buffer) || attempt >= 16 {
+			return &Quote{Attest: rsp.Quoted.Bytes(), Signature: tpm2.Marshal(rsp.Signature), PCRs: vals}, nil
+		}
 	}
-	vals, err := ak.tpm.ReadPCRs(pcrs)
-	if err != nil {
-		return nil, err
-	}
-	return &Quote{Attest: rsp.Quoted.Bytes(), Signature: tpm2.Marshal(rsp.Signature), PCRs: vals}, nil
 }
 
 // ReadPCRs reads pcrs of the sha256 bank (the TPM returns at most 8 per call).
@@ -198,4 +226,26 @@ func toUint(p []int) []uint {
 
 // New wraps an already open TPM transport, such as the go-tpm-tools
 // simulator's in the root module's simulated device.
-func New(t transport.TPMCloser) *TPM { return &TPM{t: t} }
+func New(t transport.TPMCloser) *TPM { return &TPM{t: locked(t)} }
+
+// lockedTPM serialises commands: the agent's quotes and a simulated IMA's
+// extends share one TPM connection, and neither a simulator nor a raw
+// /dev/tpm0 may see two commands interleaved.
+type lockedTPM struct {
+	mu sync.Mutex
+	t  transport.TPMCloser
+}
+
+func locked(t transport.TPMCloser) transport.TPMCloser { return &lockedTPM{t: t} }
+
+func (l *lockedTPM) Send(cmd []byte) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.t.Send(cmd)
+}
+
+func (l *lockedTPM) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.t.Close()
+}

@@ -42,8 +42,10 @@ type Claims struct {
 	// Prev is QuoteDigest of the previous record's quote, or empty for the
 	// first record after enrollment.
 	Prev []byte `cbor:"-70002,keyasint,omitempty"`
-	// IMACount is the number of IMA entries (from the start of the boot's
-	// log) that the quote's PCR 10 covers.
+	// IMACount is the number of IMA entries of the boot's log the device
+	// had read when it made the claims. The kernel logs and extends
+	// asynchronously, so the quote may cover a few more or fewer; which
+	// entries it covers is what replaying them to the quoted PCR 10 finds.
 	IMACount uint64 `cbor:"-70003,keyasint"`
 	// SelfIssued says no verifier freshness was available.
 	SelfIssued bool `cbor:"-70004,keyasint,omitempty"`

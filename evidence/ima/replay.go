@@ -15,7 +15,9 @@ import (
 
 // Replayer replays a measurement list into one PCR bank. Advance is
 // O(len(delta)): continuous attestation feeds it only the entries that are
-// new since the last quote.
+// new since the last quote. Advance reuses the value buffer, so a Replayer
+// must not be copied by value; start a second one with Resume(bank,
+// r.Value(), r.Count()).
 type Replayer struct {
 	bank  crypto.Hash
 	value []byte

@@ -1,0 +1,214 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-tpm-tools/simulator"
+	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/ratatouille/rat/device/agent"
+	"github.com/ratatouille/rat/device/imasim"
+	"github.com/ratatouille/rat/device/imasrc"
+	"github.com/ratatouille/rat/device/outbox"
+	"github.com/ratatouille/rat/device/tpm"
+	"github.com/ratatouille/rat/evidence/ima"
+	"github.com/ratatouille/rat/evidence/protocol"
+	"github.com/ratatouille/rat/hub/store"
+	"github.com/ratatouille/rat/hub/verifier"
+)
+
+func waitState(t *testing.T, st store.Store, key, want string, within time.Duration) *store.Device {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		d, err := st.Device(key)
+		if err == nil && d.State == want {
+			return d
+		}
+		if time.Now().After(deadline) {
+			if d != nil {
+				t.Fatalf("%s is %s (%s), want %s", key, d.State, d.Reason, want)
+			}
+			t.Fatalf("%s: %v, want %s", key, err, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAgentLoop runs the real agent (on the TPM simulator, with simulated
+// IMA) against the hub: enroll with a baseline, TRUSTED; a file outside the
+// policy → UNTRUSTED naming it; new policy → TRUSTED; then the hub and its
+// embedded broker go away while the device keeps measuring and
+// heartbeating into a small outbox (thinned), and come back on the same
+// store: every IMA entry arrives, in order, exactly once.
+func TestAgentLoop(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.OpenBolt(filepath.Join(dir, "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := Config{Store: st, Verifier: verifier.Config{AllowTOFUUnsafe: true}, EmbeddedAddr: "127.0.0.1:0",
+		AllowUnsignedPoliciesUnsafe: true, StaleAfter: time.Hour, Log: quiet}
+	s, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := s.BrokerURL()
+	cfg.EmbeddedAddr = url[len("tcp://"):]
+
+	sim, err := simulator.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := tpm.New(transport.FromReadWriteCloser(sim))
+	defer tp.Close()
+	logPath := filepath.Join(dir, "ima.bin")
+	ms, err := imasim.Open(tp, logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	approved := filepath.Join(dir, "approved")
+	if err := os.WriteFile(approved, []byte("#!/bin/sh\necho fine\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ms.MeasureFile(approved); err != nil {
+		t.Fatal(err)
+	}
+	ob, err := outbox.Open(filepath.Join(dir, "outbox.db"), outbox.WithMaxRecords(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	a, err := agent.New(agent.Config{DeviceID: "edge", Fleet: "default", Group: "g", Broker: url, TPM: tp,
+		IMA: imasrc.NewFile(logPath), Outbox: ob, BootID: func() (string, error) { return "boot-1", nil },
+		Baseline: true, Poll: 20 * time.Millisecond, Heartbeat: 50 * time.Millisecond, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	key := "default/edge"
+	waitState(t, st, key, store.Trusted, 10*time.Second)
+	p, err := st.ActivePolicy("g")
+	if err != nil || p.Name != "Baseline::g" {
+		t.Fatalf("baseline policy: %v %+v", err, p)
+	}
+
+	evil := filepath.Join(dir, "evil")
+	if err := os.WriteFile(evil, []byte("#!/bin/sh\nrm -rf /\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ms.MeasureFile(evil); err != nil {
+		t.Fatal(err)
+	}
+	d := waitState(t, st, key, store.Untrusted, 10*time.Second)
+	if len(d.Failures) == 0 || d.Failures[0].Fields["path"] != evil {
+		t.Fatalf("failure does not name %s: %+v", evil, d.Failures)
+	}
+
+	// The operator approves: a policy from the device's own log.
+	entries, err := ima.ParseBinary(mustOpen(t, logPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetPolicy("g", policyFromEntries(t, entries), nil, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, st, key, store.Trusted, 10*time.Second)
+
+	// Offline: the hub and its broker stop; the device keeps running
+	// approved software and heartbeating.
+	s.Close()
+	for i := 0; i < 20; i++ {
+		if _, err := ms.MeasureFile(approved); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(15 * time.Millisecond)
+	}
+	time.Sleep(400 * time.Millisecond) // heartbeats pile up past the outbox bound
+	if n, _ := ob.Len(); n < 5 {
+		t.Fatalf("outbox holds %d records while offline", n)
+	}
+	s, err = Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	entries, _ = ima.ParseBinary(mustOpen(t, logPath))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		d, _ = st.Device(key)
+		if d.IMACount == uint64(len(entries)) {
+			if n, _ := ob.Len(); n <= 1 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			n, _ := ob.Len()
+			t.Fatalf("hub has %d of %d entries, outbox %d", d.IMACount, len(entries), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d.State != store.Trusted {
+		t.Fatalf("state after reconnect: %s (%s)", d.State, d.Reason)
+	}
+	// The stored chain: records contiguous except where thinning says so,
+	// and the IMA ranges contiguous from 0.
+	var prevSeq, next uint64
+	thinned := uint64(0)
+	err = st.Evidence(key, 0, ^uint64(0), func(seq uint64, raw []byte) error {
+		var e protocol.Evidence
+		if err := protocol.Unmarshal(raw, &e); err != nil {
+			return err
+		}
+		if prevSeq != 0 && seq != prevSeq+1+e.Thinned {
+			t.Errorf("record %d follows %d with thinned %d", seq, prevSeq, e.Thinned)
+		}
+		thinned += e.Thinned
+		if len(e.IMA) > 0 {
+			if e.IMAStart != next {
+				t.Errorf("record %d: IMA from %d, want %d", seq, e.IMAStart, next)
+			}
+			es, _ := ima.ParseBinary(mustOpenBytes(e.IMA))
+			next += uint64(len(es))
+		}
+		prevSeq = seq
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next != uint64(len(entries)) {
+		t.Fatalf("stored IMA entries %d, log has %d", next, len(entries))
+	}
+	if thinned == 0 || d.Thinned != thinned {
+		t.Fatalf("thinning not recorded: stored %d, device record %d", thinned, d.Thinned)
+	}
+	_ = sha256.Sum256
+}
+
+func mustOpenBytes(b []byte) io.Reader { return &byteReader{b: b} }
+
+type byteReader struct{ b []byte }
+
+func (r *byteReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
