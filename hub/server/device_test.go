@@ -286,7 +286,7 @@ func TestAbuse(t *testing.T) {
 	cases := []struct {
 		name      string
 		bad       func(t *testing.T, d *wireDevice) []byte // returns the raw bad message
-		kind      string                                  // topic kind (default evidence)
+		kind      string                                   // topic kind (default evidence)
 		wantEvent string
 		wantState string
 		noAck     bool // the hub does not answer (undecodable message)

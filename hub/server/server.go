@@ -64,20 +64,20 @@ type PolicyMeta struct {
 
 // Server is a running hub.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	st       store.Store
-	v        *verifier.Verifier
-	broker   *broker.Broker
-	client   paho.Client
-	runner   *revoke.Runner
-	queues   []chan msg
-	wg       sync.WaitGroup
-	cancel   context.CancelFunc
-	ctx      context.Context
-	groupMu  sync.Mutex
-	policies map[string]*cachedPolicy
-	Metrics  Metrics
+	cfg       Config
+	log       *slog.Logger
+	st        store.Store
+	v         *verifier.Verifier
+	broker    *broker.Broker
+	client    paho.Client
+	runner    *revoke.Runner
+	queues    []chan msg
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
+	ctx       context.Context
+	groupMu   sync.Mutex
+	policies  map[string]*cachedPolicy
+	Metrics   Metrics
 	brokerURL string
 	qmu       sync.RWMutex
 	closed    bool
