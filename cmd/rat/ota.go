@@ -159,7 +159,27 @@ func otaPolicy(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, ")\nimage digest sha256:%s\nima policy %s, %s: %s; %d symlink names; %d files not measured; %d excluded\npolicy digest sha256:%s (sign it before approval: rat policy sign)\n",
 		orNone(rel.Digest), *imaPolicy, res.Algorithm, strings.Join(parts, ", "), aliases, res.Unmeasured, res.Excluded, policyDigest)
+	osReleaseCheck(stderr, rel.Version, res)
 	return 0
+}
+
+// osReleaseCheck warns when devices booted from the image would report a
+// release other than the one being registered: the hub would then find
+// no release for them and call them UNTRUSTED (ota.release.unknown).
+func osReleaseCheck(w io.Writer, version string, res *predict.Result) {
+	switch {
+	case res.OSReleaseErr != nil:
+		fmt.Fprintf(w, "warning: the image's os-release is unreadable (%v): devices cannot report their release from it\n", res.OSReleaseErr)
+	case res.OSRelease == nil:
+		fmt.Fprintln(w, "warning: the image has no os-release: devices must report their release with a configured command (e.g. rauc status)")
+	default:
+		vid, iv := res.OSRelease["VERSION_ID"], res.OSRelease["IMAGE_VERSION"]
+		if version != vid && version != iv {
+			fmt.Fprintf(w, "warning: devices booted from this image report VERSION_ID=%q IMAGE_VERSION=%q from os-release, not release %q: the hub will find no release for them (ota.release.unknown) unless the agent's release command reports %q\n", vid, iv, version, version)
+		} else {
+			fmt.Fprintf(w, "os-release matches: devices report %q\n", version)
+		}
+	}
 }
 
 func orNone(s string) string {

@@ -23,7 +23,7 @@ func TestOTAPolicyCLI(t *testing.T) {
 	ext4 := testimage.Ext4(t, src)
 	dir := t.TempDir()
 	artifacts := map[string]string{
-		"rauc":   testimage.RAUCBundle(t, ext4, "rat-board", "2026.12"),
+		"rauc":   testimage.RAUCBundle(t, ext4, "rat-board", testimage.OSVersionID),
 		"swu":    testimage.SWU(t, ext4, "2026.12"),
 		"mender": testimage.Mender(t, ext4, "2026.12", "rat-board"),
 		"ext4":   ext4,
@@ -63,11 +63,20 @@ func TestOTAPolicyCLI(t *testing.T) {
 			if r.Group != "edge" || r.Version != "2026.12" || r.State != rollout.Draft || r.PolicyDigest != otaSHA256Hex(polBytes) || r.ImageDigest != otaSHA256Hex(otaReadFile(t, art)) {
 				t.Errorf("release record %+v", r)
 			}
-			if !strings.Contains(errb.String(), "policy digest sha256:"+r.PolicyDigest) {
+			if !strings.Contains(errb.String(), "policy digest sha256:"+r.PolicyDigest) || !strings.Contains(errb.String(), `os-release matches: devices report "2026.12"`) {
 				t.Errorf("summary %q", errb.String())
 			}
 		})
 	}
+	t.Run("release differs from os-release", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		if code := otaPolicy([]string{"--image", ext4, "--release", "7.0", "--group", "edge", "-o", filepath.Join(dir, "w.json")}, &out, &errb); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		if want := `report VERSION_ID="2026.12" IMAGE_VERSION="2026.12.1" from os-release, not release "7.0"`; !strings.Contains(errb.String(), want) {
+			t.Errorf("no os-release warning in %q", errb.String())
+		}
+	})
 	for _, tc := range []struct {
 		name string
 		args []string

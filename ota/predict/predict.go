@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -102,6 +103,12 @@ type Result struct {
 	Unmeasured int
 	// Excluded counts measured files left out by the exclude list.
 	Excluded int
+	// OSRelease is the image's os-release(5) (/etc/os-release, resolved,
+	// else /usr/lib/os-release); nil when it has none. Devices report
+	// VERSION_ID or IMAGE_VERSION from it.
+	OSRelease map[string]string
+	// OSReleaseErr says why an os-release present in the image was not read.
+	OSReleaseErr error
 }
 
 // headLen is how much of a file classification looks at (ELF header).
@@ -127,6 +134,7 @@ func Predict(r rootfs.Reader, opts ...Option) (*Result, error) {
 	measured := map[string]File{}
 	var hardLinks []rootfs.Entry
 	res := &Result{Algorithm: cfg.alg}
+	osRelease := map[string][]byte{}
 	err := r.Walk(func(e rootfs.Entry) error {
 		idx.Add(e)
 		if !e.IsRegular() {
@@ -136,7 +144,17 @@ func Predict(r rootfs.Reader, opts ...Option) (*Result, error) {
 			hardLinks = append(hardLinks, e)
 			return nil
 		}
-		f, ok, err := measure(e, cfg.policy, h)
+		open := e.Open
+		if slices.Contains(rootfs.OSReleasePaths, e.Path) && e.Size <= rootfs.MaxOSRelease {
+			// Kept for the release check; a tar entry can be read once.
+			b, err := readAll(e)
+			if err != nil {
+				return err
+			}
+			osRelease[e.Path] = b
+			open = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+		}
+		f, ok, err := measure(e, open, cfg.policy, h)
 		if err != nil {
 			return err
 		}
@@ -150,6 +168,7 @@ func Predict(r rootfs.Reader, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("predict: %w", err)
 	}
+	res.OSRelease, res.OSReleaseErr = pickOSRelease(idx, osRelease)
 	// A hard link is the same inode: measured exactly when its target is.
 	for _, e := range hardLinks {
 		t, ok := measured[e.Link]
@@ -201,12 +220,12 @@ func Predict(r rootfs.Reader, opts ...Option) (*Result, error) {
 }
 
 // measure hashes e when the IMA policy measures it.
-func measure(e rootfs.Entry, pol IMAPolicy, h crypto.Hash) (File, bool, error) {
+func measure(e rootfs.Entry, open func() (io.ReadCloser, error), pol IMAPolicy, h crypto.Hash) (File, bool, error) {
 	class, byPath := classifyPath(e.Path)
 	if pol == Exec && !byPath && e.Size < 4 {
 		return File{}, false, nil // too short to be ELF or a script
 	}
-	rc, err := e.Open()
+	rc, err := open()
 	if err != nil {
 		return File{}, false, fmt.Errorf("predict: %s: %w", e.Path, err)
 	}
@@ -286,4 +305,38 @@ func classifyContent(p string, head []byte, executable bool) Class {
 		return ClassScript
 	}
 	return ClassFile
+}
+
+func readAll(e rootfs.Entry) ([]byte, error) {
+	rc, err := e.Open()
+	if err != nil {
+		return nil, fmt.Errorf("predict: %s: %w", e.Path, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("predict: read %s: %w", e.Path, err)
+	}
+	return b, nil
+}
+
+// pickOSRelease follows /etc/os-release inside the image (usually a link
+// to ../usr/lib/os-release) and falls back to /usr/lib/os-release, as
+// os-release(5) tells readers to.
+func pickOSRelease(idx *rootfs.Index, raw map[string][]byte) (map[string]string, error) {
+	for _, p := range rootfs.OSReleasePaths {
+		real, err := idx.Resolve(p)
+		if err != nil {
+			continue
+		}
+		b, ok := raw[real]
+		if !ok {
+			if e, found := idx.Lookup(real); found && e.IsRegular() && e.Size > rootfs.MaxOSRelease {
+				return nil, fmt.Errorf("%s is larger than %d bytes", real, rootfs.MaxOSRelease)
+			}
+			continue
+		}
+		return rootfs.ParseOSRelease(b)
+	}
+	return nil, nil
 }

@@ -58,6 +58,9 @@ func TestPredictAgainstSha256sum(t *testing.T) {
 			if res.Unmeasured != 0 {
 				t.Errorf("tcb left %d files unmeasured", res.Unmeasured)
 			}
+			if res.OSReleaseErr != nil || res.OSRelease["VERSION_ID"] != testimage.OSVersionID || res.OSRelease["IMAGE_VERSION"] != testimage.OSImageVersion {
+				t.Errorf("os-release %v (%v)", res.OSRelease, res.OSReleaseErr)
+			}
 		})
 		t.Run(name+"/exec", func(t *testing.T) {
 			res := predictImage(t, img, predict.WithIMAPolicy(predict.Exec))

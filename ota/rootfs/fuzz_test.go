@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/ratatouille/rat/ota/rootfs"
@@ -56,5 +57,22 @@ func FuzzTar(f *testing.F) {
 			}
 			return nil
 		})
+	})
+}
+
+func FuzzParseOSRelease(f *testing.F) {
+	f.Add([]byte("NAME=\"Rat OS\"\nVERSION_ID=2026.12\nIMAGE_VERSION='2026.12.1'\n# comment\nPRETTY_NAME=\"Rat \\\"OS\\\"\"\n"))
+	f.Add([]byte("ID=debian\nVERSION_ID=\"12\"\n"))
+	f.Add([]byte("BAD LINE\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := rootfs.ParseOSRelease(data)
+		if err != nil {
+			return
+		}
+		for k := range m {
+			if k == "" || strings.ContainsAny(k, " \t\"'=") {
+				t.Fatalf("accepted key %q", k)
+			}
+		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -188,5 +189,31 @@ func TestOpenRejects(t *testing.T) {
 	}
 	if _, err := rootfs.Open(dir + "/missing"); err == nil {
 		t.Fatal("missing file opened")
+	}
+}
+
+func TestParseOSRelease(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    map[string]string
+		wantErr bool
+	}{
+		{"NAME=\"Rat OS\"\nVERSION_ID=2026.12\nIMAGE_VERSION='2026.12.1'\n# c\n\n", map[string]string{"NAME": "Rat OS", "VERSION_ID": "2026.12", "IMAGE_VERSION": "2026.12.1"}, false},
+		{`PRETTY_NAME="a \"b\" \\ c"`, map[string]string{"PRETTY_NAME": `a "b" \ c`}, false},
+		{"EMPTY=\n", map[string]string{"EMPTY": ""}, false},
+		{"NAME=\"unterminated\n", nil, true},
+		{"NAME=two words\n", nil, true},
+		{"no equals\n", nil, true},
+		{"X='a'b'\n", nil, true},
+	}
+	for _, tc := range tests {
+		got, err := rootfs.ParseOSRelease([]byte(tc.in))
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%q: error %v, want error %v", tc.in, err, tc.wantErr)
+			continue
+		}
+		if !tc.wantErr && !maps.Equal(got, tc.want) {
+			t.Errorf("%q: %v, want %v", tc.in, got, tc.want)
+		}
 	}
 }

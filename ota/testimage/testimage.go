@@ -66,13 +66,20 @@ var Layout = struct {
 	Firmware:     []string{"/usr/lib/firmware/rat/fw.bin"},
 	ExecScripts:  []string{"/usr/bin/hello.sh"},
 	PlainScripts: []string{"/usr/share/doc/rat/example.sh"},
-	Data:         []string{"/etc/motd", "/usr/lib/holed.bin", "/var/lib/rat/state"},
+	Data:         []string{"/etc/motd", "/usr/lib/holed.bin", "/var/lib/rat/state", "/usr/lib/os-release"},
 	Holed:        "/usr/lib/holed.bin",
 	HardLink:     "/usr/bin/ls2",
 	HardLinkOf:   "/usr/bin/ls",
 	FileLinks:    map[string]string{"/usr/bin/dir": "ls", "/usr/lib/x86_64-linux-gnu/libz.so.1": "libz.so.1.2.13"},
 	DirLinks:     map[string]string{"/bin": "usr/bin", "/lib": "usr/lib", "/sbin": "usr/bin"},
 }
+
+// OSVersionID and OSImageVersion are what the source tree's os-release
+// (/etc/os-release -> ../usr/lib/os-release) says.
+const (
+	OSVersionID    = "2026.12"
+	OSImageVersion = "2026.12.1"
+)
 
 // HoledSize is the apparent size of the holed file: 3 MiB of which only
 // a few bytes in the middle and at the end are data.
@@ -135,6 +142,10 @@ func Source(t testing.TB) string {
 	write(Layout.PlainScripts[0], []byte("#!/bin/sh\necho not executable\n"), 0o644)
 	write("/etc/motd", []byte("Welcome to release under test\n"), 0o644)
 	write("/var/lib/rat/state", []byte("state\n"), 0o600)
+	write("/usr/lib/os-release", []byte("NAME=\"Rat OS\"\nID=ratos\nVERSION_ID="+OSVersionID+"\nIMAGE_VERSION=\""+OSImageVersion+"\"\n"), 0o644)
+	if err := os.Symlink("../usr/lib/os-release", filepath.Join(root, "etc/os-release")); err != nil {
+		t.Fatal(err)
+	}
 	// The holed file: data at 1.5 MB and at the very end, holes elsewhere.
 	full := filepath.Join(root, Layout.Holed)
 	f, err := os.Create(full)
