@@ -46,6 +46,9 @@ type Config struct {
 	// OnUntrusted is called (after the state is stored) for each device
 	// that turns UNTRUSTED, e.g. to revoke its tokens.
 	OnUntrusted func(key string)
+	// OnToken answers a device's request for an attestation-result token
+	// for itself (topic kind "token"); nil refuses such requests.
+	OnToken func(key string, req *protocol.TokenRequest) *protocol.TokenResponse
 	// PolicyCheck verifies a policy's signature before it is activated; nil
 	// with AllowUnsignedPoliciesUnsafe accepts unsigned policies.
 	PolicyCheck                 func(group string, doc, bundle []byte) (*PolicyMeta, error)
@@ -306,6 +309,20 @@ func (s *Server) handle(m msg) {
 			return
 		}
 		out = s.v.Evidence(d, m.payload, &e, func(seq uint64) ([]byte, error) { return s.st.EvidenceRecord(key, seq) })
+	case protocol.KindToken:
+		var tr protocol.TokenRequest
+		if err := protocol.Unmarshal(m.payload, &tr); err != nil {
+			malformed(err)
+			return
+		}
+		resp := &protocol.TokenResponse{Reason: "this hub issues no tokens"}
+		if d == nil {
+			resp.Reason = "unknown device"
+		} else if s.cfg.OnToken != nil {
+			resp = s.cfg.OnToken(key, &tr)
+		}
+		s.publish(m.fleet, m.device, protocol.KindTokenResp, resp)
+		return
 	default:
 		malformed(fmt.Errorf("unknown message kind %q", m.kind))
 		return
