@@ -20,6 +20,7 @@ import (
 	"github.com/ratatouille/rat/device/imasim"
 	"github.com/ratatouille/rat/device/tpm"
 	"github.com/ratatouille/rat/evidence/claims"
+	"github.com/ratatouille/rat/evidence/eventlog"
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
 	"github.com/ratatouille/rat/evidence/quote"
@@ -71,6 +72,11 @@ type inMsg struct {
 }
 
 func newWireDevice(t *testing.T, s *Server, id string) *wireDevice {
+	return newWireDeviceBoot(t, s, id, nil)
+}
+
+// newWireDeviceBoot runs firmware (extends of PCRs 0–9) before IMA starts.
+func newWireDeviceBoot(t *testing.T, s *Server, id string, firmware func(*tpm.TPM)) *wireDevice {
 	t.Helper()
 	sim, err := simulator.Get()
 	if err != nil {
@@ -85,6 +91,9 @@ func newWireDevice(t *testing.T, s *Server, id string) *wireDevice {
 	ek, err := tp.CreateEK()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if firmware != nil {
+		firmware(tp)
 	}
 	logPath := filepath.Join(t.TempDir(), "ima.bin")
 	ms, err := imasim.Open(tp, logPath)
@@ -497,4 +506,72 @@ func TestPolicyChangeRejudges(t *testing.T) {
 		t.Fatalf("state after a stricter policy: %s", got)
 	}
 	_ = crypto.SHA256
+}
+
+// TestEventLog: the first record of a boot carries the firmware event log.
+// A log whose events were really extended into the TPM verifies (and gives
+// the Secure Boot state); another machine's log does not match the quoted
+// PCRs and the device is UNTRUSTED with Keylime's measured-boot id.
+func TestEventLog(t *testing.T) {
+	s := testHub(t)
+	raw, err := os.ReadFile("../../evidence/eventlog/testdata/secureboot-on.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := eventlog.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		extend  bool
+		want    string
+		wantEvt string
+	}{
+		{"matching log", true, store.Trusted, ""},
+		{"another machine's log", false, store.Untrusted, "measured_boot.invalid_pcr"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := strings.ReplaceAll(tc.name, " ", "-")
+			id = strings.ReplaceAll(id, "'", "")
+			var fw func(*tpm.TPM)
+			if tc.extend {
+				// Firmware's part: every event's sha256 digest into its PCR.
+				fw = func(tp *tpm.TPM) {
+					for _, e := range l.Events {
+						dg, ok := e.Digest(eventlog.AlgSHA256)
+						if e.Type == eventlog.EvNoAction || !ok || e.PCR > 9 {
+							continue
+						}
+						if err := tp.Extend(e.PCR, dg); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			d := newWireDeviceBoot(t, s, id, fw)
+			if _, err := s.SetPolicy("g"+id, policyFor(t, d), nil, "test", ""); err != nil {
+				t.Fatal(err)
+			}
+			d.enroll("g" + id)
+			m, _ := d.record(nil)
+			m.EventLog = raw
+			b, err := protocol.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ack := d.send(b)
+			if ack.State != tc.want {
+				evs, _ := s.Store().Events("default/"+id, 10)
+				t.Fatalf("state %s, want %s: %+v", ack.State, tc.want, evs)
+			}
+			dev := state(t, s, id)
+			if tc.wantEvt != "" && !hasEvent(t, s, id, tc.wantEvt) {
+				t.Fatalf("no %s event", tc.wantEvt)
+			}
+			if tc.extend && (!dev.EventLogVerified || dev.SecureBoot == nil || !*dev.SecureBoot) {
+				t.Fatalf("event log verified %v, secure boot %v", dev.EventLogVerified, dev.SecureBoot)
+			}
+		})
+	}
 }

@@ -69,6 +69,10 @@ type Device struct {
 	PendingIMA   []byte `json:"pending_ima,omitempty"`
 	Release      string `json:"release,omitempty"`
 
+	// Measured boot, from the firmware event log of the current boot.
+	EventLogVerified bool  `json:"event_log_verified,omitempty"`
+	SecureBoot       *bool `json:"secure_boot,omitempty"`
+
 	PolicyDigest string          `json:"policy_digest,omitempty"`
 	Failures     []failure.Event `json:"failures,omitempty"`
 	Quotes       uint64          `json:"quotes"`

@@ -17,6 +17,7 @@ import (
 	"github.com/ratatouille/rat/evidence/claims"
 	"github.com/ratatouille/rat/evidence/credential"
 	"github.com/ratatouille/rat/evidence/ekcert"
+	"github.com/ratatouille/rat/evidence/eventlog"
 	"github.com/ratatouille/rat/evidence/failure"
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
@@ -375,6 +376,19 @@ func (v *Verifier) Evidence(d *store.Device, raw []byte, m *protocol.Evidence, s
 			Context: "TPM reset without a new boot id: the measurement list no longer matches PCR 10"})
 	}
 
+	// Measured boot: the firmware event log, sent with the first record of
+	// a boot, must replay to the quoted PCRs; PCR 7 gives Secure Boot.
+	if newBoot {
+		nd.EventLogVerified, nd.SecureBoot = false, nil
+	}
+	if len(m.EventLog) > 0 {
+		evs, sb := checkEventLog(m.EventLog, pcrs)
+		events = append(events, evs...)
+		if !critical(evs) {
+			nd.EventLogVerified, nd.SecureBoot = true, sb
+		}
+	}
+
 	// 5. IMA: the delta (held chunks + this record) continues the stored
 	// replay and replays exactly to the quoted PCR 10.
 	start, value := d.IMACount, d.PCR10
@@ -498,10 +512,17 @@ func (v *Verifier) untrusted(nd *store.Device, m *protocol.Evidence, raw []byte,
 		out.Seq, out.Raw = m.Seq, raw
 	}
 	if nd.State != store.Untrusted {
+		why := events[0]
+		for _, e := range events {
+			if e.Severity == failure.Critical {
+				why = e
+				break
+			}
+		}
 		out.Became = store.Untrusted
-		out.Events = append(out.Events, v.ev("state", m.Seq, fmt.Sprintf("%s → UNTRUSTED: %s", nd.State, events[0].String()), nil))
+		out.Events = append(out.Events, v.ev("state", m.Seq, fmt.Sprintf("%s → UNTRUSTED: %s", nd.State, why.String()), nil))
 		nd.State = store.Untrusted
-		nd.Reason = events[0].String()
+		nd.Reason = why.String()
 	}
 	ack.State = nd.State
 	if !quoteOK || !imaOK {
@@ -592,6 +613,21 @@ func Reevaluate(p *runtimepolicy.Policy, entries []ima.Entry, pcrs map[int][]byt
 		}
 	}
 	return out
+}
+
+// checkEventLog replays a firmware event log against the quoted sha256 PCRs.
+func checkEventLog(raw []byte, pcrs map[int][]byte) ([]failure.Event, *bool) {
+	l, err := eventlog.Parse(raw)
+	if err != nil {
+		return []failure.Event{{ID: failure.MeasuredBootInvalidLog, Severity: failure.Critical, Context: err.Error()}}, nil
+	}
+	evs := eventlog.Verify(l, eventlog.AlgSHA256, pcrs)
+	var sb *bool
+	if st, err := l.SecureBoot(); err == nil && st.Measured {
+		on := st.Enabled
+		sb = &on
+	}
+	return evs, sb
 }
 
 // PolicyDigest is the digest the hub records for a policy document.
