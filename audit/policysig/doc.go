@@ -47,6 +47,18 @@
 // inconsistent (no signer at all, an identity with an open issuer or SAN,
 // a keyless verifier without a trusted root).
 //
+// Signing (for `rat policy sign` and `rat init-baseline --sign`):
+// SignWithKey(ctx, policy, crypto.Signer[, WithRekorUpload(url, timeout)])
+// and SignKeyless(ctx, policy, idToken, fulcioURL, rekorURL, timeout)
+// return v0.3 bundle JSON that `cosign verify-blob` accepts. Package
+// policysigtest makes keyless bundles from sigstore-go's virtual Sigstore
+// for tests of code that uses this package.
+//
+// Cost (BenchmarkVerify, 2 cores): about 10 ms per keyless check (the
+// signature is checked twice, once without and once with the identity
+// policy, so a wrong signer and a bad signature get different errors),
+// about 0.2 ms per key-only check.
+//
 // # Trust decisions
 //
 //   - A bundle must carry a transparency-log entry that verifies against
