@@ -12,6 +12,7 @@ import (
 
 	"github.com/ratatouille/rat/evidence/bundle"
 	"github.com/ratatouille/rat/evidence/claims"
+	"github.com/ratatouille/rat/evidence/eventlog"
 	"github.com/ratatouille/rat/evidence/failure"
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
@@ -75,6 +76,7 @@ func (a *auditor) record(r *protocol.Evidence) {
 	a.haveRecord, a.lastSeq = true, r.Seq
 	if len(r.EventLog) > 0 {
 		a.eventLogs++
+		a.eventLog, a.eventLogSeq = r.EventLog, r.Seq
 	}
 
 	entries, err := ima.ParseBinary(bytes.NewReader(r.IMA))
@@ -200,8 +202,50 @@ func (a *auditor) quoted(r *protocol.Evidence) {
 	a.seg.ToSeq, a.seg.ToTime = r.Seq, r.Time
 	a.seg.Quotes++
 
+	if rebooted {
+		a.endBoot()
+		a.bootLogChecked, a.bootFirstSeq = false, r.Seq
+	}
+	a.firmware(r)
 	a.replay(r, cl, rebooted)
 	a.haveBoot, a.resetCount = true, clock.ResetCount
+}
+
+// firmware replays a pending firmware event log into PCRs 0-9 and
+// compares them with this verified quote (evidence/eventlog.Verify).
+func (a *auditor) firmware(r *protocol.Evidence) {
+	if a.eventLog == nil {
+		return
+	}
+	b := a.eventLog
+	a.eventLog = nil
+	a.bootLogChecked = true
+	l, err := eventlog.Parse(b)
+	if err != nil {
+		a.failed(CheckEventLog, "record %d: event log does not parse: %v", a.eventLogSeq, err)
+		a.addFailure(failure.Event{ID: failure.MeasuredBootInvalidLog, Severity: failure.Critical, Context: fmt.Sprintf("record %d: %v", a.eventLogSeq, err)})
+		return
+	}
+	evs := eventlog.Verify(l, quote.AlgSHA256, r.PCRs[quote.AlgSHA256])
+	critical := 0
+	for _, ev := range evs {
+		a.addFailure(ev)
+		if ev.Severity == failure.Critical {
+			critical++
+			a.failed(CheckEventLog, "record %d: %s", r.Seq, ev.String())
+		}
+	}
+	if critical == 0 {
+		a.pass(CheckEventLog)
+		a.proofs = append(a.proofs, fmt.Sprintf("the firmware event log of the boot starting at record %d (%d events) replays to the quoted PCRs 0-9", a.bootFirstSeq, len(l.Events)))
+	}
+}
+
+// endBoot notes a boot whose firmware state no event log explained.
+func (a *auditor) endBoot() {
+	if a.haveBoot && !a.bootLogChecked {
+		a.unchecked(CheckEventLog, "boot starting at record %d: no firmware event log in the bundle; PCRs 0-9 are quoted but not explained", a.bootFirstSeq)
+	}
 }
 
 // replay moves the boot's PCR 10 replay to this quote and judges the
@@ -330,13 +374,13 @@ func (a *auditor) finish() {
 	if len(a.pending) > 0 {
 		a.unchecked(CheckIMAReplay, "%d IMA entries after the last quote are covered by no quote", len(a.pending))
 	}
-	// The firmware event log: PCRs 0-9 are quoted (and feed boot_aggregate),
-	// but replaying the event log into them needs a parser we do not have
-	// yet; never pretend.
-	if a.eventLogs > 0 {
-		a.unchecked(CheckEventLog, "%d event logs in the bundle; replay into PCRs 0-9 is not implemented", a.eventLogs)
-	} else {
-		a.unchecked(CheckEventLog, "no firmware event log in the bundle; PCRs 0-9 are quoted but not explained")
+	// A boot without an event log has quoted but unexplained PCRs 0-9.
+	a.endBoot()
+	if a.eventLog != nil {
+		a.unchecked(CheckEventLog, "the event log of record %d is covered by no quote", a.eventLogSeq)
+	}
+	if _, ok := a.checks[CheckEventLog]; !ok {
+		a.unchecked(CheckEventLog, "no firmware event log in the bundle")
 	}
 	// Bundle signature: informative, never required.
 	end := a.dec.End()
@@ -443,6 +487,9 @@ func (a *auditor) statements() {
 	}
 	for _, rb := range rep.Reboots {
 		rep.Proven = append(rep.Proven, fmt.Sprintf("the TPM was reset (reboot) before record %d (resetCount %d)", rb.Seq, rb.ResetCount))
+	}
+	if ok(CheckEventLog) {
+		rep.Proven = append(rep.Proven, a.proofs...)
 	}
 	if ok(CheckIMAReplay) {
 		rep.Proven = append(rep.Proven, fmt.Sprintf("the %d IMA entries covered by the quotes replay exactly to the quoted PCR 10", a.imaChecked))

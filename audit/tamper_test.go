@@ -12,6 +12,7 @@ import (
 
 	"github.com/ratatouille/rat/audit"
 	"github.com/ratatouille/rat/evidence/bundle"
+	"github.com/ratatouille/rat/evidence/eventlog"
 	"github.com/ratatouille/rat/evidence/protocol"
 )
 
@@ -62,13 +63,35 @@ func normalized(b []byte) (any, error) {
 		case *protocol.Evidence:
 			c := *v
 			c.Time = 0
-			out = append(out, c)
+			c.EventLog = nil
+			out = append(out, c, firmwareDigests(v.EventLog))
 		case *bundle.Policy:
 			c := *v
 			c.Name, c.Since, c.FromSeq = "", 0, 0
 			out = append(out, c)
 		}
 	}
+}
+
+// firmwareDigests keeps what the event-log check proves: each event's
+// digests into the quoted PCRs 0-9. Event types and data of events whose
+// digest is not over their data, and events into PCRs the quote leaves
+// out (reported as measured_boot.pcr_not_quoted), are the log's labels.
+func firmwareDigests(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	l, err := eventlog.Parse(b)
+	if err != nil {
+		return err.Error()
+	}
+	var out [][]eventlog.Digest
+	for _, e := range l.Events {
+		if e.PCR <= 9 && e.Type != eventlog.EvNoAction {
+			out = append(out, e.Digests)
+		}
+	}
+	return out
 }
 
 // TestByteTamper flips bytes one at a time: a sampled subset normally,

@@ -85,6 +85,11 @@ type auditor struct {
 	policyOK   bool
 	seenPolicy bool
 	eventLogs  int
+	// firmware event log of the current boot
+	eventLog       []byte
+	eventLogSeq    uint64
+	bootLogChecked bool
+	bootFirstSeq   uint64
 	imaChecked int
 	verdicts   int
 }

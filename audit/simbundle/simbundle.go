@@ -34,6 +34,7 @@ import (
 	"github.com/ratatouille/rat/evidence/bundle"
 	"github.com/ratatouille/rat/evidence/claims"
 	"github.com/ratatouille/rat/evidence/credential"
+	"github.com/ratatouille/rat/evidence/eventlog"
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
 	"github.com/ratatouille/rat/evidence/runtimepolicy"
@@ -63,6 +64,10 @@ type Options struct {
 	// Violation removes one entry's path from the policy, so that entry
 	// (inside the span) is not allowed.
 	Violation bool
+	// EventLog is a real firmware event log (binary_bios_measurements):
+	// at each boot the simulator's PCRs are extended with its events, as
+	// the firmware would, and the log travels with the boot's first quote.
+	EventLog string
 }
 
 // Build makes the fixture. dir receives the EK roots.
@@ -78,6 +83,36 @@ func Build(logPath, dir string, opt Options) (*Fixture, error) {
 	t := tpm.New(transport.FromReadWriteCloser(sim))
 	defer t.Close()
 	f := &Fixture{Entries: entries}
+	var evLog []byte
+	var fw []eventlog.Event
+	if opt.EventLog != "" {
+		if evLog, err = os.ReadFile(opt.EventLog); err != nil {
+			return nil, err
+		}
+		l, err := eventlog.Parse(evLog)
+		if err != nil {
+			return nil, err
+		}
+		fw = l.Events
+	}
+	firmware := func() error {
+		for _, e := range fw {
+			if e.Type == eventlog.EvNoAction || e.PCR == 10 {
+				continue
+			}
+			d, ok := e.Digest(uint16(tpm2.TPMAlgSHA256))
+			if !ok {
+				return fmt.Errorf("simbundle: event %d has no sha256 digest", e.Num)
+			}
+			if err := t.Extend(e.PCR, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := firmware(); err != nil {
+		return nil, err
+	}
 
 	ek, err := t.CreateEK()
 	if err != nil {
@@ -159,7 +194,7 @@ func Build(logPath, dir string, opt Options) (*Fixture, error) {
 	// digest as qualifying data. Boot 1 has 5 quotes (one delta split into
 	// an IMA-only chunk plus its quoted record, one heartbeat); then a
 	// reboot and a second boot with 2 quotes.
-	a := &agent{t: t, ak: ak, ueid: ueid, time: t0}
+	a := &agent{t: t, ak: ak, ueid: ueid, time: t0, eventLog: evLog}
 	cuts := []int{1, len(entries) / 3, len(entries) / 2, len(entries) / 2, len(entries)}
 	done := 0
 	for i, c := range cuts {
@@ -193,6 +228,10 @@ func Build(logPath, dir string, opt Options) (*Fixture, error) {
 	if a.ak, err = t.CreateAK(); err != nil {
 		return nil, err
 	}
+	if err := firmware(); err != nil {
+		return nil, err
+	}
+	a.eventLogSent = false
 	if !bytes.Equal(a.ak.PublicArea, ak.PublicArea) {
 		return nil, fmt.Errorf("simbundle: AK changed across reset")
 	}
@@ -218,6 +257,9 @@ type agent struct {
 	prev    []byte
 	time    int64
 	records []*protocol.Evidence
+	// eventLog goes with the first quote of each boot.
+	eventLog     []byte
+	eventLogSent bool
 }
 
 func (a *agent) extend(es []ima.Entry) error {
@@ -260,6 +302,9 @@ func (a *agent) quote(es []ima.Entry, start, count uint64, boot string) error {
 		PCRs: map[uint16]map[int][]byte{uint16(tpm2.TPMAlgSHA256): q.PCRs}, IMAStart: start, Time: a.time}
 	if len(es) > 0 {
 		r.IMA = ima.MarshalBinary(es)
+	}
+	if len(a.eventLog) > 0 && !a.eventLogSent {
+		r.EventLog, a.eventLogSent = a.eventLog, true
 	}
 	a.records = append(a.records, r)
 	a.prev = claims.QuoteDigest(q.Attest, q.Signature)
