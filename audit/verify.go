@@ -90,8 +90,8 @@ type auditor struct {
 	eventLogSeq    uint64
 	bootLogChecked bool
 	bootFirstSeq   uint64
-	imaChecked int
-	verdicts   int
+	imaChecked     int
+	verdicts       int
 }
 
 func (a *auditor) check(name string) *checkState {
