@@ -168,6 +168,11 @@ func Predict(r rootfs.Reader, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("predict: %w", err)
 	}
+	if len(measured) == 0 && res.Unmeasured == 0 && len(hardLinks) == 0 {
+		// An empty walk means a wrong path or an unreadable image, never
+		// a release: an empty policy would reject every device.
+		return nil, fmt.Errorf("predict: the image has no regular files")
+	}
 	res.OSRelease, res.OSReleaseErr = pickOSRelease(idx, osRelease)
 	// A hard link is the same inode: measured exactly when its target is.
 	for _, e := range hardLinks {

@@ -158,3 +158,9 @@ func TestPredictedPolicyJudgesLog(t *testing.T) {
 		t.Fatalf("swapped binary not flagged: %v", evs)
 	}
 }
+
+func TestPredictRefusesEmptyImage(t *testing.T) {
+	if _, err := predict.Predict(rootfs.OpenDir(t.TempDir())); err == nil {
+		t.Fatal("empty image predicted")
+	}
+}

@@ -13,7 +13,14 @@ type dirReader struct{ root string }
 // OpenDir reads an unpacked root file system in directory root. Symlinks
 // are reported, never followed, so a link pointing outside root cannot
 // pull host files into the walk.
-func OpenDir(root string) Reader { return &dirReader{root: root} }
+// A root that is itself a symlink is resolved first (WalkDir would
+// otherwise report the link and nothing under it).
+func OpenDir(root string) Reader {
+	if r, err := filepath.EvalSymlinks(root); err == nil {
+		root = r
+	}
+	return &dirReader{root: root}
+}
 
 func (d *dirReader) Type() Type   { return TypeDir }
 func (d *dirReader) Close() error { return nil }

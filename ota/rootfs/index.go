@@ -89,8 +89,9 @@ func (x *Index) Resolve(p string) (string, error) {
 
 // Aliases maps other names by which a regular file can be opened to its
 // canonical path: file symlinks, and the files under a directory symlink
-// such as a usr-merged /bin -> usr/bin, and file links below those (one
-// directory-link level, which is how usr-merge and /lib64 links look). A policy keyed only by canonical
+// such as a usr-merged /bin -> usr/bin, and file links below those
+// (top-level directory links only, which is how usr-merge and /lib64
+// links look). A policy keyed only by canonical
 // paths is what IMA needs; the aliases let a policy also accept a log
 // written on a system whose kernel printed the name used (for example
 // files opened before a merge-converting update).
@@ -115,9 +116,12 @@ func (x *Index) Aliases() map[string]string {
 		case ok && t.IsRegular():
 			out[p] = r
 		case ok && t.Mode.IsDir():
+			// Only top-level directory links (/bin, /sbin, /lib, /lib64:
+			// usr-merge) alias their contents; links such as Debian's
+			// /usr/bin/X11 -> . would only duplicate entries.
 			prefix := r + "/"
-			if r == "/" {
-				continue // a link to the root would alias everything
+			if r == "/" || path.Dir(p) != "/" {
+				continue
 			}
 			for _, q := range names {
 				if !strings.HasPrefix(q, prefix) {

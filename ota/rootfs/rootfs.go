@@ -33,7 +33,8 @@ type Entry struct {
 	Mode fs.FileMode
 	// Size is the content size of a regular file (holes included).
 	Size int64
-	// Target is a symlink's target exactly as stored.
+	// Target is a symlink's target as stored (the ext4 reader cleans it:
+	// "usr/bin/" reads as "usr/bin", which resolves the same).
 	Target string
 	// Link is, for a tar hard link, the absolute path of the earlier entry
 	// whose content this one shares; Open is then nil.

@@ -217,3 +217,37 @@ func TestParseOSRelease(t *testing.T) {
 		}
 	}
 }
+
+func TestDirRootSymlinkAndX11(t *testing.T) {
+	dir := t.TempDir()
+	real := dir + "/real"
+	if err := os.MkdirAll(real+"/usr/bin", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(real+"/usr/bin/sh", []byte("#!"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for l, target := range map[string]string{real + "/usr/bin/X11": ".", real + "/bin": "usr/bin", dir + "/link": "real"} {
+		if err := os.Symlink(target, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := rootfs.Open(dir + "/link")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := rootfs.NewIndex()
+	if err := r.Walk(func(e rootfs.Entry) error { idx.Add(e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := idx.Regular(); len(got) != 1 || got[0] != "/usr/bin/sh" {
+		t.Fatalf("walk through a symlinked root: %v", got)
+	}
+	al := idx.Aliases()
+	if al["/bin/sh"] != "/usr/bin/sh" {
+		t.Errorf("usr-merge alias missing: %v", al)
+	}
+	if _, ok := al["/usr/bin/X11/sh"]; ok {
+		t.Errorf("nested directory link aliased: %v", al)
+	}
+}
