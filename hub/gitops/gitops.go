@@ -66,6 +66,10 @@ type Rejection struct {
 	Digest string `json:"digest,omitempty"`
 	Reason string `json:"reason"`
 	Err    error  `json:"-"`
+	// Policy and Bundle are the refused bytes when they could be read
+	// (nil otherwise), so the hub can keep them with the record.
+	Policy []byte `json:"-"`
+	Bundle []byte `json:"-"`
 }
 
 // Reject records a rejected policy (the hub stores it as "rejected").
@@ -435,10 +439,11 @@ func (s *Syncer) syncCommit(ctx context.Context, r *git.Repository, commit strin
 
 func (s *Syncer) syncOne(ctx context.Context, tree *object.Tree, commit string, cd candidate, seen map[string]string) GroupStatus {
 	gs := GroupStatus{Group: cd.group, PolicyPath: cd.policyPath}
+	var pol, bundle []byte
 	rej := func(digest, reason string, err error) GroupStatus {
 		gs.Outcome, gs.Reason, gs.Digest = Rejected, reason, digest
 		if s.reject != nil {
-			s.reject(ctx, Rejection{Group: cd.group, Commit: commit, PolicyPath: cd.policyPath, Digest: digest, Reason: reason, Err: err})
+			s.reject(ctx, Rejection{Group: cd.group, Commit: commit, PolicyPath: cd.policyPath, Digest: digest, Reason: reason, Err: err, Policy: pol, Bundle: bundle})
 		}
 		return gs
 	}
@@ -451,6 +456,7 @@ func (s *Syncer) syncOne(ctx context.Context, tree *object.Tree, commit string, 
 	seen[cd.group] = cd.policyPath
 	pol, err := s.readFile(tree, cd.policyPath)
 	if err != nil {
+		pol = nil
 		return rej("", err.Error(), err)
 	}
 	sum := sha256.Sum256(pol)
@@ -459,8 +465,9 @@ func (s *Syncer) syncOne(ctx context.Context, tree *object.Tree, commit string, 
 	if v == nil {
 		return rej(digest, "no signer policy configured for group "+cd.group, nil)
 	}
-	bundle, err := s.readFile(tree, cd.bundlePath)
+	bundle, err = s.readFile(tree, cd.bundlePath)
 	if err != nil {
+		bundle = nil
 		return rej(digest, "unsigned: "+err.Error(), err)
 	}
 	res, err := v.Verify(pol, bundle)

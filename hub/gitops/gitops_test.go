@@ -286,7 +286,7 @@ func TestWebhookLifecycle(t *testing.T) {
 	if a, rj := rc.counts(); a != 1 || rj != 3 {
 		t.Fatalf("after rejections: %d applied, %d rejected", a, rj)
 	}
-	if rj := rc.rejected[2]; rj.Group != "edge" || rj.Commit != c4 || rj.Digest != digestOf(v3) || rj.Err == nil {
+	if rj := rc.rejected[2]; rj.Group != "edge" || rj.Commit != c4 || rj.Digest != digestOf(v3) || rj.Err == nil || !bytes.Equal(rj.Policy, v3) || len(rj.Bundle) == 0 {
 		t.Fatalf("rejection record: %+v", rj)
 	}
 
