@@ -40,8 +40,9 @@ type exporter struct {
 	bootNext uint64  // index the next appended entry must have
 	bootEnds []int64 // bootEnds[k]: bytes of the boot log's first k entries
 	haveBoot bool
-	reset    uint32
 	policies int
+	// eventLog is the firmware event log file waiting for its quote.
+	eventLog string
 }
 
 func cmdExportOpen(args []string, stdout, stderr io.Writer) int {
@@ -211,6 +212,12 @@ func (e *exporter) record(r *protocol.Evidence) error {
 	if err := e.appendIMA(r); err != nil {
 		return err
 	}
+	if len(r.EventLog) > 0 {
+		e.eventLog = fmt.Sprintf("eventlog/record-%08d.bin", r.Seq)
+		if err := e.write(e.eventLog, r.EventLog, 0o644); err != nil {
+			return err
+		}
+	}
 	if !r.Quoted() {
 		return nil
 	}
@@ -229,6 +236,10 @@ func (e *exporter) record(r *protocol.Evidence) error {
 		"pcr-list":     []byte(sel + "\n"),
 		"time":         []byte(fmt.Sprintf("%d\n", r.Time)),
 		"digest.hex":   []byte(hex.EncodeToString(claims.QuoteDigest(r.Attest, r.Signature)) + "\n"),
+	}
+	if e.eventLog != "" {
+		files["eventlog"] = []byte(e.eventLog + "\n")
+		e.eventLog = ""
 	}
 	if c, err := claims.Unmarshal(r.Claims); err == nil {
 		if len(c.Prev) > 0 {

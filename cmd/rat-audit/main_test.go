@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ratatouille/rat/audit/simbundle"
+	"github.com/ratatouille/rat/evidence/eventlog"
 )
 
 var (
@@ -44,7 +45,8 @@ func setup(t *testing.T) files {
 		_ = os.Mkdir(filepath.Join(fixtures, "roots"), 0o755)
 		_ = os.Mkdir(filepath.Join(fixtures, "roots-v"), 0o755)
 		log := "../../testdata/ima/ubuntu2404-kernel68-ima-ng-sha256.ascii"
-		if fx, fxErr = simbundle.Build(log, filepath.Join(fixtures, "roots"), simbundle.Options{}); fxErr != nil {
+		fw := "../../evidence/eventlog/testdata/secureboot-on.bin"
+		if fx, fxErr = simbundle.Build(log, filepath.Join(fixtures, "roots"), simbundle.Options{EventLog: fw}); fxErr != nil {
 			return
 		}
 		fxV, fxErr = simbundle.Build(log, filepath.Join(fixtures, "roots-v"), simbundle.Options{Violation: true})
@@ -79,7 +81,7 @@ func runCLI(args ...string) (int, string) {
 
 func TestVerifyExitCodes(t *testing.T) {
 	fs := setup(t)
-	trustFlags := []string{"--ek-roots", fs.ekRoots, "--key", fs.polKey, "--insecure-ignore-tlog", "--hub-key", fs.hubKey, "--waive", "event-log-replay=simulator has no event log"}
+	trustFlags := []string{"--ek-roots", fs.ekRoots, "--key", fs.polKey, "--insecure-ignore-tlog", "--hub-key", fs.hubKey}
 	// The violating fixture has its own EK CA and policy key.
 	violKey := filepath.Join(fs.dir, "cosign-v.pub")
 	if err := os.WriteFile(violKey, fxV.PolicyKeyPEM, 0o644); err != nil {
@@ -132,7 +134,7 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // verify.sh from export-open checks the good bundle with tpm2_checkquote,
 // evmctl and cosign, and fails when a quote, a log or a policy is changed.
 func TestExportOpenVerifySh(t *testing.T) {
-	requireTools(t, "tpm2_checkquote", "evmctl", "cosign")
+	requireTools(t, "tpm2_checkquote", "tpm2_print", "tpm2_eventlog", "evmctl", "cosign")
 	fs := setup(t)
 	trustedRoot, _ := filepath.Abs("../../audit/policysig/testdata/trusted-root-public-good.json")
 	runSh := func(dir string) (int, string) {
@@ -159,7 +161,7 @@ func TestExportOpenVerifySh(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("verify.sh on a good bundle: exit %d\n%s", code, out)
 	}
-	for _, want := range []string{"tpm2_checkquote", "evmctl replays", "cosign verify-blob"} {
+	for _, want := range []string{"tpm2_checkquote", "tpm2_eventlog replays", "evmctl replays", "cosign verify-blob"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("verify.sh did not run %q:\n%s", want, out)
 		}
@@ -189,6 +191,21 @@ func TestExportOpenVerifySh(t *testing.T) {
 		{"attest byte", func(d string, q []string) { flip(filepath.Join(q[2], "quote.attest"), -3) }, "tpm2_checkquote"},
 		{"PCR value", func(d string, q []string) { flip(filepath.Join(q[3], "pcrs.bin"), 5) }, "tpm2_checkquote"},
 		{"claims", func(d string, q []string) { flip(filepath.Join(q[1], "claims.cbor"), -2) }, "claims"},
+		{"event log", func(d string, q []string) {
+			logs, _ := filepath.Glob(filepath.Join(d, "eventlog", "*.bin"))
+			b, _ := os.ReadFile(logs[0])
+			l, err := eventlog.Parse(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range l.Events {
+				if dg, ok := e.Digest(0x000b); ok && e.PCR == 4 {
+					flip(logs[0], bytes.Index(b, dg)) // a PCR 4 digest: the boot loader
+					return
+				}
+			}
+			t.Fatal("no PCR 4 event")
+		}, "firmware"},
 		{"IMA log", func(d string, q []string) { flip(filepath.Join(d, "ima", "boot-1.bin"), 200) }, "evmctl"},
 		{"policy", func(d string, q []string) { flip(filepath.Join(d, "policies", "01", "policy.json"), 30) }, "cosign"},
 		{"quote removed", func(d string, q []string) { os.RemoveAll(q[3]) }, "chain"},

@@ -44,6 +44,32 @@ else
   skipped "quotes: tpm2_checkquote not installed"
 fi
 
+# 1b. Firmware: tpm2_eventlog replays the boot's event log; its PCRs 0-9
+#     must be the quoted ones (pcrs.bin holds sha256 PCRs 0..10 in order).
+if have tpm2_eventlog; then
+  for q in quotes/*/; do
+    q=${q%/}
+    [ -f "$q/eventlog" ] || continue
+    if [ "$(cat "$q/pcr-list")" != "sha256:0,1,2,3,4,5,6,7,8,9,10" ]; then
+      skipped "firmware $q: unexpected PCR selection $(cat "$q/pcr-list")"; continue
+    fi
+    replayed=$(tpm2_eventlog "$(cat "$q/eventlog")" 2>/dev/null | awk '
+      /^pcrs:/ {p=1; next}
+      p && /^  sha256:/ {s=1; next}
+      p && s && /^  [a-z]/ {s=0}
+      p && s && $1 ~ /^[0-9]+$/ && $1 <= 9 {sub(/^0x/, "", $3); v[$1]=$3}
+      END {for (i=0;i<=9;i++) printf "%s", (i in v ? v[i] : "missing")}')
+    quoted=$(head -c 320 "$q/pcrs.bin" | od -An -v -tx1 | tr -d ' \n')
+    if [ "$replayed" = "$quoted" ]; then
+      ok "firmware $q: tpm2_eventlog replays $(cat "$q/eventlog") to the quoted PCRs 0-9"
+    else
+      bad "firmware $q: tpm2_eventlog replay of $(cat "$q/eventlog") differs from the quoted PCRs 0-9"
+    fi
+  done
+else
+  skipped "firmware: tpm2_eventlog not installed"
+fi
+
 # 2. Claims binding: the qualifying data is SHA-256 of claims.cbor.
 for q in quotes/*/; do
   q=${q%/}
