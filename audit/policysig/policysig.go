@@ -267,6 +267,9 @@ func New(trusted root.TrustedMaterial, opts ...Option) (*Verifier, error) {
 		}
 		v.trusted = &root.BaseTrustedMaterial{}
 	}
+	if len(v.cfg.identities) > 0 && len(v.trusted.FulcioCertificateAuthorities()) == 0 {
+		return nil, fmt.Errorf("%w: identities are allowed but the trusted root has no certificate authority", ErrConfig)
+	}
 	return v, nil
 }
 

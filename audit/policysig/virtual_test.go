@@ -199,6 +199,7 @@ func TestConfigRefusesOpenSigners(t *testing.T) {
 		{"identity without SAN", vs, []policysig.Option{policysig.WithIdentity(policysig.Identity{Issuer: issuer})}},
 		{"identity with both SAN and regex", vs, []policysig.Option{policysig.WithIdentity(policysig.Identity{Issuer: issuer, SAN: alice, SANRegex: ".*"})}},
 		{"bad regex", vs, []policysig.Option{policysig.WithIdentity(policysig.Identity{Issuer: issuer, SANRegex: "("})}},
+		{"identities with a trusted root without Fulcio", &root.BaseTrustedMaterial{}, []policysig.Option{policysig.WithIdentity(policysig.Identity{Issuer: issuer, SAN: alice})}},
 		{"keyless without trusted root", nil, []policysig.Option{policysig.WithIdentity(policysig.Identity{Issuer: issuer, SAN: alice})}},
 		{"key with tlog but no trusted root", nil, []policysig.Option{policysig.WithPublicKey(k.Public())}},
 		{"bad PEM", vs, []policysig.Option{policysig.WithPublicKeyPEM([]byte("not a key"))}},
