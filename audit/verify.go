@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"sort"
 	"strconv"
 	"time"
 
@@ -339,15 +338,6 @@ func unix(t int64) string {
 		return "unknown"
 	}
 	return time.Unix(t, 0).UTC().Format(time.RFC3339)
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // AKPublicKey returns the Go public key of a TPMT_PUBLIC (for tools that

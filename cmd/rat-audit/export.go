@@ -39,7 +39,6 @@ type exporter struct {
 	bootFrom uint64  // IMA index of the boot log's first entry
 	bootNext uint64  // index the next appended entry must have
 	bootEnds []int64 // bootEnds[k]: bytes of the boot log's first k entries
-	haveBoot bool
 	policies int
 	// eventLog is the firmware event log file waiting for its quote.
 	eventLog string
