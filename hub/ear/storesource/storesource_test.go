@@ -22,9 +22,9 @@ func TestFromDevice(t *testing.T) {
 			EventLogVerified: true, SecureBoot: &yes}
 	}
 	tests := []struct {
-		name   string
-		edit   func(*store.Device)
-		check  func(ear.Appraisal) bool
+		name    string
+		edit    func(*store.Device)
+		check   func(ear.Appraisal) bool
 		verdict string
 	}{
 		{"trusted", func(*store.Device) {}, func(a ear.Appraisal) bool {
