@@ -117,6 +117,51 @@ func TestTrustedBundle(t *testing.T) {
 	}
 }
 
+// An air-gapped device's own export: self-issued nonces are accepted when
+// each is derived from the previous quote, and the report says freshness
+// was not available. A record whose nonce is not so derived fails.
+func TestSelfIssued(t *testing.T) {
+	fixtures(t)
+	dir := t.TempDir()
+	f, err := simbundle.Build(realLog, dir, simbundle.Options{SelfIssued: true, EventLog: realEventLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := verify(t, encode(t, f, f.Records, false), trust(f)...)
+	if rep.Verdict != audit.Trusted || !rep.SelfIssued || !strings.Contains(strings.Join(rep.Trusted, "\n"), "self-issued") {
+		t.Fatalf("verdict %s, self-issued %v\n%s", rep.Verdict, rep.SelfIssued, dump(t, rep))
+	}
+	// The good fixture's hub nonces flagged as self-issued: the derivation
+	// does not hold, and the quote signature forbids changing the claims.
+	g, _ := fixtures(t)
+	recs := append([]*protocol.Evidence(nil), g.Records...)
+	recs[0] = f.Records[0] // a self-issued record from another device
+	rep = verify(t, encode(t, g, recs, false), trust(g)...)
+	if rep.Verdict == audit.Trusted {
+		t.Fatalf("foreign self-issued record accepted\n%s", dump(t, rep))
+	}
+}
+
+// A bundle that starts in the middle of a boot: the replay is anchored at
+// the first quote's PCR 10, and the entries before it are neither proven
+// nor judged, so the verdict is INCONCLUSIVE, not TRUSTED, with nothing
+// failed.
+func TestStartsMidBoot(t *testing.T) {
+	f, _ := fixtures(t)
+	rep := verify(t, encode(t, f, f.Records[2:], false), trust(f)...)
+	for _, fl := range rep.Failures {
+		if fl.Severity == failure.Critical {
+			t.Fatalf("critical failure %s\n%s", fl, dump(t, rep))
+		}
+	}
+	if rep.Verdict != audit.Inconclusive {
+		t.Fatalf("verdict %s\n%s", rep.Verdict, dump(t, rep))
+	}
+	if c, _ := rep.Check(audit.CheckIMAReplay); c.Result != audit.NotChecked || !strings.Contains(c.Detail, "not in the bundle") {
+		t.Fatalf("ima replay %+v", c)
+	}
+}
+
 // A device without a firmware event log: PCRs 0-9 are unexplained, so
 // the verdict is INCONCLUSIVE unless the auditor waives that check, and
 // then the waiver is listed as trusted.

@@ -68,6 +68,9 @@ type Options struct {
 	// at each boot the simulator's PCRs are extended with its events, as
 	// the firmware would, and the log travels with the boot's first quote.
 	EventLog string
+	// SelfIssued makes an air-gapped device's bundle: no verifier nonces,
+	// each nonce derived from the previous quote and the sequence number.
+	SelfIssued bool
 }
 
 // Build makes the fixture. dir receives the EK roots.
@@ -162,6 +165,9 @@ func Build(logPath, dir string, opt Options) (*Fixture, error) {
 		return nil, err
 	}
 	tok.SpanFrom, tok.SpanTo = t0, t0+7200
+	if opt.SelfIssued {
+		tok.Issuer, tok.SelfIssued = "device", true
+	}
 	f.Header = &bundle.Header{Token: tok, EKPublic: ek.PublicArea, EKCerts: [][]byte{ekCert}, AKPublic: ak.PublicArea, Binding: binding, HubKey: hubDER}
 
 	// The runtime policy: generated from the log (as the hub's baseline
@@ -194,7 +200,7 @@ func Build(logPath, dir string, opt Options) (*Fixture, error) {
 	// digest as qualifying data. Boot 1 has 5 quotes (one delta split into
 	// an IMA-only chunk plus its quoted record, one heartbeat); then a
 	// reboot and a second boot with 2 quotes.
-	a := &agent{t: t, ak: ak, ueid: ueid, time: t0, eventLog: evLog}
+	a := &agent{t: t, ak: ak, ueid: ueid, time: t0, eventLog: evLog, selfIssued: opt.SelfIssued}
 	cuts := []int{1, len(entries) / 3, len(entries) / 2, len(entries) / 2, len(entries)}
 	done := 0
 	for i, c := range cuts {
@@ -260,6 +266,7 @@ type agent struct {
 	// eventLog goes with the first quote of each boot.
 	eventLog     []byte
 	eventLogSent bool
+	selfIssued   bool
 }
 
 func (a *agent) extend(es []ima.Entry) error {
@@ -290,6 +297,9 @@ func (a *agent) quote(es []ima.Entry, start, count uint64, boot string) error {
 		return err
 	}
 	c := claims.Claims{Nonce: nonce, UEID: a.ueid, BootID: boot, Release: "1.0.0", Seq: a.seq, Prev: a.prev, IMACount: count}
+	if a.selfIssued {
+		c.Nonce, c.SelfIssued = claims.SelfNonce(a.prev, a.seq), true
+	}
 	enc, err := c.Marshal()
 	if err != nil {
 		return err
