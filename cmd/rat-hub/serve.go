@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ratatouille/rat/hub/api"
+	"github.com/ratatouille/rat/hub/export"
 	"github.com/ratatouille/rat/hub/revoke"
 	"github.com/ratatouille/rat/hub/server"
 	"github.com/ratatouille/rat/hub/store"
@@ -119,7 +120,16 @@ func serve(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg := server.Config{Store: st, Verifier: vc, Fleet: *fleet, MQTT: *mqttURL, MQTTUser: *mqttUser, MQTTPassword: pass,
+	key, err := export.LoadOrCreateKey(filepath.Join(*data, "hub-key.pem"))
+	if err != nil {
+		log.Error("hub key", "err", err)
+		return 1
+	}
+	if err := os.WriteFile(filepath.Join(*data, "hub-key.pub.pem"), key.PublicPEM(), 0o644); err != nil {
+		log.Error("hub key", "err", err)
+		return 1
+	}
+	cfg := server.Config{Key: key, Store: st, Verifier: vc, Fleet: *fleet, MQTT: *mqttURL, MQTTUser: *mqttUser, MQTTPassword: pass,
 		EmbeddedAddr: *mqttListen, StaleAfter: *stale, Actions: actions, AllowUnsignedPoliciesUnsafe: *unsigned, Log: log}
 	for _, f := range configHooks {
 		if err := f(&cfg); err != nil {

@@ -594,23 +594,26 @@ func (a *Agent) makeRecord(heartbeatAllowed bool) error {
 			break
 		}
 		// The kernel logs an entry before it extends PCR 10, and keeps
-		// measuring while we quote: the quote may cover a few entries more
-		// or fewer than we read. Find the prefix of the log as it is now
-		// that the quote covers, and send exactly that.
-		if fresh, err := a.cfg.IMA.Read(st.IMACount); err == nil {
-			try, _ := ima.Resume(crypto.SHA256, r.Value(), r.Count())
-			if n, err := try.AdvanceTo(fresh, q.PCRs[10]); err == nil {
-				entries = fresh[:n-int(st.IMACount)]
-				r = try
-				break
+		// measuring while we quote, so the quote may cover a few entries
+		// more or fewer than we read. Read again and quote again, so the
+		// claims' IMA count is exact; if the log never settles, send the
+		// prefix the quote covers (the hub replays to find it; the claims'
+		// count is then only what was read, and an auditor will say so).
+		if attempt >= 16 {
+			if fresh, err := a.cfg.IMA.Read(st.IMACount); err == nil {
+				try, _ := ima.Resume(crypto.SHA256, r.Value(), r.Count())
+				if n, err := try.AdvanceTo(fresh, q.PCRs[10]); err == nil {
+					a.log.Warn("measurement list kept changing while quoting; sending the prefix the quote covers")
+					entries = fresh[:n-int(st.IMACount)]
+					r = try
+					break
+				}
 			}
-		}
-		if attempt >= 8 {
 			a.log.Warn("PCR 10 does not match the measurement list after retries; sending as is")
 			r = work
 			break
 		}
-		// The kernel logged or extended between our read and the quote.
+		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
 	}
 	var evlog []byte
 	if !st.SentEventLog && a.cfg.EventLog != nil {

@@ -16,15 +16,18 @@ import (
 	"github.com/ratatouille/rat/evidence/failure"
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
+	"github.com/ratatouille/rat/hub/export"
 	"github.com/ratatouille/rat/hub/server"
 	"github.com/ratatouille/rat/hub/store"
 )
 
 // API serves the hub's HTTP routes.
 type API struct {
-	srv   *server.Server
-	token [32]byte
-	mux   *http.ServeMux
+	// TrustedRoot is the Sigstore trusted root (JSON) included in exports.
+	TrustedRoot []byte
+	srv         *server.Server
+	token       [32]byte
+	mux         *http.ServeMux
 }
 
 // New returns the API for srv, guarded by token (which must be non-empty).
@@ -40,6 +43,8 @@ func New(srv *server.Server, token string) (*API, error) {
 	a.handle("GET /v1/devices/{id}/events", a.events)
 	a.handle("POST /v1/devices/{id}/clear", a.clear)
 	a.handle("GET /v1/devices/{id}/evidence", a.evidence)
+	a.handle("GET /v1/devices/{id}/bundle", a.bundle)
+	a.mux.HandleFunc("GET /v1/hub-key", a.hubKey)
 	a.handle("GET /v1/groups", a.groups)
 	a.handle("GET /v1/policies", a.policies)
 	a.handle("PUT /v1/groups/{group}/policy", a.putPolicy)
@@ -219,6 +224,48 @@ func (a *API) evidence(w http.ResponseWriter, r *http.Request) {
 		out = []RecordView{}
 	}
 	writeJSON(w, out)
+}
+
+// bundle exports the device's evidence (?from=&to= as RFC 3339 times) as
+// an offline bundle for rat-audit.
+func (a *API) bundle(w http.ResponseWriter, r *http.Request) {
+	d, ok := a.lookup(w, r)
+	if !ok {
+		return
+	}
+	o := export.Options{Hub: "rat-hub/" + a.srv.Fleet(), Key: a.srv.Key(), TrustedRoot: a.TrustedRoot}
+	for name, dst := range map[string]*time.Time{"from": &o.From, "to": &o.To} {
+		if v := r.URL.Query().Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				writeErr(w, http.StatusBadRequest, name+": "+err.Error())
+				return
+			}
+			*dst = t
+		}
+	}
+	// Encode into memory first so that an error is an error response, not
+	// a truncated bundle.
+	var buf bytes.Buffer
+	if err := export.Write(&buf, a.srv.Store(), d.Key, o); err != nil {
+		writeErr(w, http.StatusConflict, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/cbor-seq")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+d.ID+`.bundle.cbor"`)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// hubKey serves the hub's public key (PEM) for auditors to pin. It is
+// public: auditors should still get it out of band and compare.
+func (a *API) hubKey(w http.ResponseWriter, _ *http.Request) {
+	k := a.srv.Key()
+	if k == nil {
+		writeErr(w, http.StatusNotFound, "this hub has no signing key")
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write(k.PublicPEM())
 }
 
 func (a *API) clear(w http.ResponseWriter, r *http.Request) {

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"strings"
 	"crypto/sha256"
 	"io"
 	"log/slog"
@@ -18,8 +20,11 @@ import (
 	"github.com/ratatouille/rat/device/imasrc"
 	"github.com/ratatouille/rat/device/outbox"
 	"github.com/ratatouille/rat/device/tpm"
+	"github.com/ratatouille/rat/audit"
+	"github.com/ratatouille/rat/evidence/failure"
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
+	"github.com/ratatouille/rat/hub/export"
 	"github.com/ratatouille/rat/hub/store"
 	"github.com/ratatouille/rat/hub/verifier"
 )
@@ -56,8 +61,12 @@ func TestAgentLoop(t *testing.T) {
 	}
 	defer st.Close()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	key, err := export.LoadOrCreateKey(filepath.Join(dir, "hub-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := Config{Store: st, Verifier: verifier.Config{AllowTOFUUnsafe: true}, EmbeddedAddr: "127.0.0.1:0",
-		AllowUnsignedPoliciesUnsafe: true, StaleAfter: time.Hour, Log: quiet}
+		AllowUnsignedPoliciesUnsafe: true, StaleAfter: time.Hour, Log: quiet, Key: key}
 	s, err := Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -100,8 +109,8 @@ func TestAgentLoop(t *testing.T) {
 	go func() { done <- a.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	key := "default/edge"
-	waitState(t, st, key, store.Trusted, 10*time.Second)
+	dk := "default/edge"
+	waitState(t, st, dk, store.Trusted, 10*time.Second)
 	p, err := st.ActivePolicy("g")
 	if err != nil || p.Name != "Baseline::g" {
 		t.Fatalf("baseline policy: %v %+v", err, p)
@@ -114,7 +123,7 @@ func TestAgentLoop(t *testing.T) {
 	if _, err := ms.MeasureFile(evil); err != nil {
 		t.Fatal(err)
 	}
-	d := waitState(t, st, key, store.Untrusted, 10*time.Second)
+	d := waitState(t, st, dk, store.Untrusted, 10*time.Second)
 	if len(d.Failures) == 0 || d.Failures[0].Fields["path"] != evil {
 		t.Fatalf("failure does not name %s: %+v", evil, d.Failures)
 	}
@@ -127,7 +136,7 @@ func TestAgentLoop(t *testing.T) {
 	if _, err := s.SetPolicy("g", policyFromEntries(t, entries), nil, "test", ""); err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, st, key, store.Trusted, 10*time.Second)
+	waitState(t, st, dk, store.Trusted, 10*time.Second)
 
 	// Offline: the hub and its broker stop; the device keeps running
 	// approved software and heartbeating.
@@ -150,7 +159,7 @@ func TestAgentLoop(t *testing.T) {
 	entries, _ = ima.ParseBinary(mustOpen(t, logPath))
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		d, _ = st.Device(key)
+		d, _ = st.Device(dk)
 		if d.IMACount == uint64(len(entries)) {
 			if n, _ := ob.Len(); n <= 1 {
 				break
@@ -169,7 +178,7 @@ func TestAgentLoop(t *testing.T) {
 	// and the IMA ranges contiguous from 0.
 	var prevSeq, next uint64
 	thinned := uint64(0)
-	err = st.Evidence(key, 0, ^uint64(0), func(seq uint64, raw []byte) error {
+	err = st.Evidence(dk, 0, ^uint64(0), func(seq uint64, raw []byte) error {
 		var e protocol.Evidence
 		if err := protocol.Unmarshal(raw, &e); err != nil {
 			return err
@@ -197,6 +206,39 @@ func TestAgentLoop(t *testing.T) {
 	if thinned == 0 || d.Thinned != thinned {
 		t.Fatalf("thinning not recorded: stored %d, device record %d", thinned, d.Thinned)
 	}
+
+	// The auditor replays the exported span without trusting the hub:
+	// the violation inside it is found and named, under the policy that
+	// was in force when the file ran.
+	var buf bytes.Buffer
+	if err := export.Write(&buf, st, dk, export.Options{Hub: "test-hub", Key: key}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(bytes.NewReader(buf.Bytes()), audit.WithHubKey(key.Public()), audit.WithoutTlogUnsafe())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Verdict != audit.Untrusted {
+		var out bytes.Buffer
+		rep.WriteText(&out)
+		t.Fatalf("audit verdict %s, want UNTRUSTED:\n%s", rep.Verdict, out.String())
+	}
+	named := false
+	for _, f := range rep.Failures {
+		if f.ID == failure.IMANotInAllowlist && strings.Contains(f.Context, evil) {
+			named = true
+		}
+	}
+	if !named {
+		var out bytes.Buffer
+		rep.WriteText(&out)
+		t.Fatalf("the audit does not name %s:\n%s", evil, out.String())
+	}
+	if os.Getenv("RAT_SHOW_AUDIT") != "" {
+		rep.WriteText(os.Stderr)
+	}
+	// A span after the policy change, in a boot without the violation,
+	// is not tested here: the boot includes the file's execution.
 	_ = sha256.Sum256
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/ratatouille/rat/evidence/protocol"
 	"github.com/ratatouille/rat/evidence/runtimepolicy"
 	"github.com/ratatouille/rat/hub/broker"
+	"github.com/ratatouille/rat/hub/export"
 	"github.com/ratatouille/rat/hub/revoke"
 	"github.com/ratatouille/rat/hub/store"
 	"github.com/ratatouille/rat/hub/verifier"
@@ -53,8 +54,11 @@ type Config struct {
 	// with AllowUnsignedPoliciesUnsafe accepts unsigned policies.
 	PolicyCheck                 func(group string, doc, bundle []byte) (*PolicyMeta, error)
 	AllowUnsignedPoliciesUnsafe bool
-	Workers                     int
-	Log                         *slog.Logger
+	// Key is the hub's signing key: it signs AK bindings at enrollment
+	// and exported bundles.
+	Key     *export.Key
+	Workers int
+	Log     *slog.Logger
 }
 
 // PolicyMeta is what a signature check tells about a policy.
@@ -126,6 +130,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, st: cfg.Store, cancel: cancel, ctx: ctx, policies: map[string]*cachedPolicy{}}
 	vc := cfg.Verifier
 	vc.Policies = s.policyFor
+	if cfg.Key != nil && vc.Bind == nil {
+		hub := "rat-hub/" + cfg.Fleet
+		vc.Bind = func(device string, ak, ek []byte, t time.Time) ([]byte, error) {
+			return cfg.Key.Bind(hub, device, ak, ek, t)
+		}
+	}
 	s.v = verifier.New(vc)
 	s.runner = &revoke.Runner{Actions: append([]revoke.Action{&revoke.Func{N: "mqtt command", F: s.commandDevice}}, cfg.Actions...), Audit: s.auditAction}
 
@@ -584,7 +594,7 @@ func (s *Server) rejudgeForce(key string, rp *runtimepolicy.Policy, digest, why 
 	now := time.Now().UTC()
 	var evs []store.Event
 	prev := d.State
-	d.PolicyDigest = digest
+	d.UsePolicy(digest, d.NextSeq, now)
 	switch {
 	case len(fails) == 0 && d.State == store.Untrusted && (force || policyOnly(d.Failures)):
 		d.State, d.Reason, d.Failures = store.Trusted, "", nil
@@ -664,3 +674,6 @@ func (s *Server) SortedDevices() ([]store.Device, error) {
 
 // Fleet is the fleet this hub serves.
 func (s *Server) Fleet() string { return s.cfg.Fleet }
+
+// Key is the hub's signing key (nil if none was configured).
+func (s *Server) Key() *export.Key { return s.cfg.Key }

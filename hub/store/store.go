@@ -73,9 +73,31 @@ type Device struct {
 	EventLogVerified bool  `json:"event_log_verified,omitempty"`
 	SecureBoot       *bool `json:"secure_boot,omitempty"`
 
-	PolicyDigest string          `json:"policy_digest,omitempty"`
-	Failures     []failure.Event `json:"failures,omitempty"`
-	Quotes       uint64          `json:"quotes"`
+	PolicyDigest string `json:"policy_digest,omitempty"`
+	// PolicyUses records which policy judged which records: each entry is
+	// in force from FromSeq on (for exports).
+	PolicyUses []PolicyUse `json:"policy_uses,omitempty"`
+	// Binding is the hub's signed statement that the AK was bound to the
+	// EK by credential activation (COSE_Sign1, evidence/bundle).
+	Binding  []byte          `json:"binding,omitempty"`
+	Failures []failure.Event `json:"failures,omitempty"`
+	Quotes   uint64          `json:"quotes"`
+}
+
+// PolicyUse says a policy judged a device's records from FromSeq on.
+type PolicyUse struct {
+	Digest  string    `json:"digest"`
+	FromSeq uint64    `json:"from_seq"`
+	Since   time.Time `json:"since"`
+}
+
+// UsePolicy records that digest judges d's records from seq on.
+func (d *Device) UsePolicy(digest string, seq uint64, now time.Time) {
+	d.PolicyDigest = digest
+	if n := len(d.PolicyUses); n > 0 && d.PolicyUses[n-1].Digest == digest {
+		return
+	}
+	d.PolicyUses = append(d.PolicyUses, PolicyUse{Digest: digest, FromSeq: seq, Since: now})
 }
 
 // Event is one entry of a device's history.

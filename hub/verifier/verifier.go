@@ -48,6 +48,10 @@ type Config struct {
 	NonceWindow int
 	// MaxPendingIMA bounds IMA bytes held between chunks (default 64 MiB).
 	MaxPendingIMA int
+	// Bind, if set, signs the statement that an enrolled AK was bound to
+	// its EK by credential activation (kept in the device record and
+	// exported in bundles).
+	Bind func(device string, ak, ek []byte, t time.Time) ([]byte, error)
 }
 
 // Verifier judges messages. It keeps only pending enrollment challenges in
@@ -203,6 +207,13 @@ func (v *Verifier) Activate(d *store.Device, fleet, id string, m *protocol.Activ
 	nd.Baseline = p.enroll.Baseline
 	nd.Release = p.enroll.Release
 	nd.LastSeen = now
+	if v.cfg.Bind != nil {
+		b, err := v.cfg.Bind(id, nd.AKPublic, nd.EKPublic, now)
+		if err != nil {
+			return fail("signing the AK binding: " + err.Error())
+		}
+		nd.Binding = b
+	}
 	nonce := v.issueNonce(nd)
 	detail := "enrolled (EK certificate verified: " + p.issuer + ")"
 	if nd.TOFU {
@@ -457,16 +468,18 @@ func (v *Verifier) Evidence(d *store.Device, raw []byte, m *protocol.Evidence, s
 		// policy (seed doc 004); the hub stores it as Baseline::<group>.
 		bp, gerr := runtimepolicy.FromEntries(all)
 		if gerr == nil {
-			out.Baseline = bp
-			p = bp
-			digest = "baseline"
-			err = nil
+			if doc, merr := bp.Marshal(); merr == nil {
+				out.Baseline = bp
+				p = bp
+				digest = PolicyDigest(doc)
+				err = nil
+			}
 		}
 	}
 	if err != nil {
 		events = append(events, failure.Event{ID: failure.RuntimePolicyMissing, Severity: failure.Critical, Context: "group " + d.Group + ": " + err.Error()})
 	} else {
-		nd.PolicyDigest = digest
+		nd.UsePolicy(digest, m.Seq, now)
 		for _, e := range runtimepolicy.Evaluate(p, all, runtimepolicy.WithBootAggregates(bootAgg...)) {
 			events = append(events, absolute(e, firstStart))
 		}
