@@ -168,7 +168,7 @@ func (d *simDevice) generate(url, logPath string, perDevice, delta int, cost *ge
 	if err != nil {
 		return err
 	}
-	b, err := protocol.Marshal(&protocol.Enroll{Group: benchGroup, EKPublic: ek.PublicArea, AKPublic: ak.PublicArea, BootID: "boot-" + d.id, })
+	b, err := protocol.Marshal(&protocol.Enroll{Group: benchGroup, EKPublic: ek.PublicArea, AKPublic: ak.PublicArea, BootID: "boot-" + d.id})
 	if err != nil {
 		return err
 	}
@@ -207,7 +207,7 @@ func (d *simDevice) generate(url, logPath string, perDevice, delta int, cost *ge
 	// the first delta); each later one the next delta entries. Every file
 	// measured is one of the fixed set that benchPolicy approves.
 	var prev []byte
-	var count uint64
+	var count, lastClock uint64
 	file := 0
 	for seq := uint64(1); seq <= uint64(perDevice); seq++ {
 		for k := 0; k < delta; k++ {
@@ -234,6 +234,24 @@ func (d *simDevice) generate(url, logPath string, perDevice, delta int, cost *ge
 		q, err := ak.Quote(claims.QualifyingData(enc), quotedPCRs)
 		if err != nil {
 			return err
+		}
+		// The TPM clock counts milliseconds and the hub requires it to move
+		// forward from one quote to the next (a real agent quotes seconds
+		// apart); quotes made back to back within one millisecond are
+		// taken again.
+		for {
+			a, err := quote.DecodeAttest(q.Attest)
+			if err != nil {
+				return err
+			}
+			if a.ClockInfo.Clock > lastClock {
+				lastClock = a.ClockInfo.Clock
+				break
+			}
+			time.Sleep(time.Millisecond)
+			if q, err = ak.Quote(claims.QualifyingData(enc), quotedPCRs); err != nil {
+				return err
+			}
 		}
 		cost.Quote += time.Since(tq)
 		m := &protocol.Evidence{Seq: seq, Claims: enc, Attest: q.Attest, Signature: q.Signature,

@@ -71,7 +71,7 @@ func (c *collector) onAck(d *simDevice, data []byte) {
 
 // result is one run's numbers.
 type result struct {
-	Broker                     string
+	Broker                      string
 	Devices, PerDevice, Offered int
 	Mode                        string
 	Sent                        int
