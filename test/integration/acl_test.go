@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -167,12 +168,22 @@ func TestMosquittoACL(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				evBefore, recBefore, msgBefore := h.events(t, a), h.evidence(t, a), messages()
 				// A's own credentials (a compromised or buggy device): the
-				// broker lets it publish on A's topics. It takes over A's
-				// session for a moment; the agent reconnects by itself.
+				// broker lets it publish on A's topics. The client id is the
+				// username, so this takes over A's session; A's agent is
+				// paused (SIGSTOP) meanwhile, or its immediate reconnect
+				// would take the session back first. Resumed, it
+				// reconnects by itself.
+				devA.signal(syscall.SIGSTOP)
 				ca := mqttClient(t, m, a, a)
 				tok := ca.Publish(protocol.UpTopic("default", a, tc.kind), 1, false, tc.payload)
-				tok.WaitTimeout(3 * time.Second) // no PUBACK for a packet the broker refuses
+				if !tok.WaitTimeout(3*time.Second) && tc.wantID != "" { // no PUBACK for a packet the broker refuses
+					t.Error("no PUBACK")
+				}
+				if tc.wantID != "" && tok.Error() != nil {
+					t.Errorf("publish: %v", tok.Error())
+				}
 				ca.Disconnect(100)
+				devA.signal(syscall.SIGCONT)
 				if tc.wantID == "" {
 					// Mosquitto drops the sender's connection; had the
 					// packet reached the hub, it would be recorded on A.
