@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ratatouille/rat/audit"
+	"github.com/ratatouille/rat/audit/policysig/policysigtest"
 	"github.com/ratatouille/rat/audit/simbundle"
 	"github.com/ratatouille/rat/evidence/failure"
 	"github.com/ratatouille/rat/evidence/protocol"
@@ -159,6 +160,54 @@ func TestStartsMidBoot(t *testing.T) {
 	}
 	if c, _ := rep.Check(audit.CheckIMAReplay); c.Result != audit.NotChecked || !strings.Contains(c.Detail, "not in the bundle") {
 		t.Fatalf("ima replay %+v", c)
+	}
+}
+
+// A keylessly signed policy (virtual Sigstore: Fulcio, Rekor, TSA): the
+// auditor's identity and issuer must match the certificate, and the
+// Sigstore trust must be the auditor's.
+func TestKeylessPolicy(t *testing.T) {
+	f, _ := fixtures(t)
+	vs, err := policysigtest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const who, iss = "policy-admin@example.com", "https://issuer.example.com"
+	sb, err := vs.SignBundle(who, iss, f.Policy.Document, policysigtest.Parts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyless := *f
+	pol := *f.Policy
+	pol.SigstoreBundle = sb
+	keyless.Policy = &pol
+	b := encode(t, &keyless, f.Records, false)
+	base := []audit.Option{audit.WithEKRootsDir(f.EKRootsDir), audit.WithHubKey(&f.HubKey.PublicKey)}
+	other, err := policysigtest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		opts []audit.Option
+		want audit.Result
+	}{
+		{"right identity", []audit.Option{audit.WithTrustedMaterial(vs.TrustedMaterial(), "virtual"), audit.WithIdentity(iss, who)}, audit.Pass},
+		{"other identity", []audit.Option{audit.WithTrustedMaterial(vs.TrustedMaterial(), "virtual"), audit.WithIdentity(iss, "mallory@example.com")}, audit.Fail},
+		{"other issuer", []audit.Option{audit.WithTrustedMaterial(vs.TrustedMaterial(), "virtual"), audit.WithIdentity("https://evil.example.com", who)}, audit.Fail},
+		{"other Sigstore", []audit.Option{audit.WithTrustedMaterial(other.TrustedMaterial(), "other"), audit.WithIdentity(iss, who)}, audit.Fail},
+		{"no trusted root", []audit.Option{audit.WithIdentity(iss, who)}, audit.NotChecked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := verify(t, b, append(base, tc.opts...)...)
+			c, _ := rep.Check(audit.CheckPolicySignature)
+			if c.Result != tc.want {
+				t.Fatalf("policy signature %+v, want %s\n%s", c, tc.want, dump(t, rep))
+			}
+			if (tc.want == audit.Pass) != (rep.Verdict == audit.Trusted) {
+				t.Fatalf("verdict %s\n%s", rep.Verdict, dump(t, rep))
+			}
+		})
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sigstore/sigstore-go/pkg/root"
+
 	"github.com/ratatouille/rat/audit/policysig"
 )
 
@@ -17,6 +19,7 @@ type options struct {
 	ekRoots, ekIntermediates *x509.CertPool
 	ekRootsName              string
 	trustedRoot              []byte
+	trustedMaterial          root.TrustedMaterial
 	trustedRootName          string
 	identities               []policysig.Identity
 	policyKeys               [][]byte
@@ -96,6 +99,12 @@ func parseCerts(b []byte) []*x509.Certificate {
 // never used: it came from the party being audited.
 func WithTrustedRoot(json []byte, name string) Option {
 	return func(o *options) error { o.trustedRoot, o.trustedRootName = json, name; return nil }
+}
+
+// WithTrustedMaterial is WithTrustedRoot for already parsed Sigstore
+// trusted material (a private Sigstore, or a test's virtual one).
+func WithTrustedMaterial(tm root.TrustedMaterial, name string) Option {
+	return func(o *options) error { o.trustedMaterial, o.trustedRootName = tm, name; return nil }
 }
 
 // WithIdentity allows a keyless policy signer (OIDC issuer and

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/sigstore/sigstore-go/pkg/root"
-
 	"github.com/ratatouille/rat/audit/policysig"
 	"github.com/ratatouille/rat/evidence/bundle"
 	"github.com/ratatouille/rat/evidence/failure"
@@ -39,14 +37,16 @@ func checkPolicySignature(o *options, p *bundle.Policy) policyResult {
 	if o.withoutTlog {
 		opts = append(opts, policysig.WithoutTlogUnsafe())
 	}
-	var tm root.TrustedMaterial
-	if len(o.trustedRoot) > 0 {
+	tm := o.trustedMaterial
+	switch {
+	case tm != nil:
+	case len(o.trustedRoot) > 0:
 		r, err := policysig.ParseTrustedRoot(o.trustedRoot)
 		if err != nil {
 			return policyResult{result: NotChecked, detail: fmt.Sprintf("trusted root does not parse: %v", err)}
 		}
 		tm = r
-	} else if len(o.identities) > 0 || !o.withoutTlog {
+	case len(o.identities) > 0 || !o.withoutTlog:
 		return policyResult{result: NotChecked, detail: "no Sigstore trusted root given (--trusted-root)"}
 	}
 	v, err := policysig.New(tm, opts...)
