@@ -103,6 +103,8 @@ func FuzzParseMender(f *testing.F) {
 			}
 		}
 		_ = parseMenderVersion(headerInfo)
+		_, _ = parseMenderTypeInfo(headerInfo)
+		_, _ = parseMenderHeaderTar(manifest)
 	})
 }
 

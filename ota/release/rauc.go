@@ -2,6 +2,7 @@ package release
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -36,7 +37,12 @@ func (r *Release) openRAUC() error {
 	}
 	if manifest == nil {
 		// verity and crypt bundles keep the manifest inside the CMS
-		// signature; a squashfs without one may be a bare root file system.
+		// signature; reading such a bundle's squashfs as a root file
+		// system would predict a policy for the bundle, not the release.
+		if r.hasRAUCSignature() {
+			return fmt.Errorf("rauc bundle without manifest.raucm in its squashfs: a verity or crypt bundle keeps the manifest in the CMS signature, which is not read here; predict from the rootfs image the bundle was built from")
+		}
+		// A squashfs without one may be a bare root file system.
 		return errNoManifest
 	}
 	m, err := ParseRAUCManifest(manifest)
@@ -76,4 +82,26 @@ func (r *Release) openRAUC() error {
 		return err
 	}
 	return nil
+}
+
+// hasRAUCSignature reports whether the file ends the way every RAUC
+// bundle does: a DER (CMS) blob followed by its size as a big-endian
+// uint64. A bare squashfs image ends in padding.
+func (r *Release) hasRAUCSignature() bool {
+	if r.size < 16 {
+		return false
+	}
+	var tail [8]byte
+	if _, err := r.f.ReadAt(tail[:], r.size-8); err != nil {
+		return false
+	}
+	n := binary.BigEndian.Uint64(tail[:])
+	if n == 0 || n > uint64(r.size-8) {
+		return false
+	}
+	var first [1]byte
+	if _, err := r.f.ReadAt(first[:], r.size-8-int64(n)); err != nil {
+		return false
+	}
+	return first[0] == 0x30
 }

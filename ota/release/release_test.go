@@ -150,6 +150,7 @@ func TestRefusals(t *testing.T) {
 		{"directory without version", src, nil, "version"},
 		{"not an artifact", junk, []release.Option{release.WithVersion("1")}, "unknown image format"},
 		{"no such image", testimage.RAUCBundle(t, ext4, "b", "1"), []release.Option{release.WithImage("appfs")}, "no image"},
+		{"verity-like bundle", testimage.RAUCVerityLike(t, ext4), []release.Option{release.WithVersion("1")}, "CMS signature"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -36,6 +36,20 @@ func writeFile(t testing.TB, p, content string) {
 // is opaque bytes: Ratatouille does not verify RAUC signatures).
 func RAUCBundle(t testing.TB, img, compatible, version string) string {
 	t.Helper()
+	return raucBundle(t, img, compatible, version, true)
+}
+
+// RAUCVerityLike makes a bundle laid out like a RAUC verity bundle as
+// far as Ratatouille can see: a squashfs of the images without
+// manifest.raucm (verity keeps it in the CMS signature), then the
+// signature trailer.
+func RAUCVerityLike(t testing.TB, img string) string {
+	t.Helper()
+	return raucBundle(t, img, "", "", false)
+}
+
+func raucBundle(t testing.TB, img, compatible, version string, withManifest bool) string {
+	t.Helper()
 	RequireTools(t, "mksquashfs")
 	content := filepath.Join(t.TempDir(), "bundle")
 	base := filepath.Base(img)
@@ -49,19 +63,9 @@ func RAUCBundle(t testing.TB, img, compatible, version string) string {
 	if err := os.WriteFile(filepath.Join(content, base), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(content, "manifest.raucm"), fmt.Sprintf(`[update]
-compatible=%s
-version=%s
-description=test release
-
-[bundle]
-format=plain
-
-[image.rootfs]
-sha256=%s
-size=%d
-filename=%s
-`, compatible, version, fileSHA256(t, img), len(data), base))
+	if withManifest {
+		writeManifest(t, content, img, compatible, version, base, len(data))
+	}
 	out := filepath.Join(t.TempDir(), "update.raucb")
 	Run(t, "", "mksquashfs", content, out, "-quiet", "-noappend", "-all-root", "-no-progress")
 	sig := []byte("\x30\x82not-a-real-CMS-signature")
@@ -146,4 +150,21 @@ func Mender(t testing.TB, img, name, deviceType string) string {
 	out := filepath.Join(t.TempDir(), "release.mender")
 	Run(t, dir, "tar", "--numeric-owner", "--format=ustar", "-cf", out, "version", "manifest", "header.tar.gz", "data/0000.tar.gz")
 	return out
+}
+
+func writeManifest(t testing.TB, content, img, compatible, version, base string, size int) {
+	t.Helper()
+	writeFile(t, filepath.Join(content, "manifest.raucm"), fmt.Sprintf(`[update]
+compatible=%s
+version=%s
+description=test release
+
+[bundle]
+format=plain
+
+[image.rootfs]
+sha256=%s
+size=%d
+filename=%s
+`, compatible, version, fileSHA256(t, img), size, base))
 }
