@@ -7,7 +7,7 @@ BIN := $(CURDIR)/bin
 FUZZTIME ?= 10s
 export CGO_ENABLED ?= 1
 
-.PHONY: hooks all build test demo bench fuzz lint e2e clean check-deps yocto-toolchain yocto-mods
+.PHONY: hooks all build test demo bench fuzz tamper-all lint e2e clean check-deps yocto-toolchain yocto-mods yocto-vendor
 
 all: build
 
@@ -36,6 +36,11 @@ bench:
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
+# Flip every byte of a real evidence bundle, one at a time (make test does a
+# sample): rat-audit must never say TRUSTED for a changed bundle. Long.
+tamper-all:
+	RAT_TAMPER_ALL=1 $(GO) test -count=1 -timeout 3h -run TestByteTamper ./audit/
+
 e2e: build
 	@if [ -x test/e2e/run.sh ]; then ./test/e2e/run.sh; else echo "e2e: the real-kernel harness (issue 8) is not built yet"; fi
 
@@ -53,6 +58,10 @@ yocto-toolchain:
 # (HEAD) from device/go.sum; commit them with the go.sum change (yocto/README.md).
 yocto-mods:
 	$(GO) run ./yocto/cmd/gomods
+
+# Reproducible source tarball of HEAD with device/vendor/ (for bitbake without gomod://).
+yocto-vendor:
+	$(GO) run ./yocto/cmd/vendortar -o $(BIN)
 
 # Refuse >1 MiB files and ELF binaries at commit time (a session's submission is size-limited).
 hooks:

@@ -510,7 +510,7 @@ func (a *auditor) statements() {
 		rep.Trusted = append(rep.Trusted, "the Sigstore trusted root "+a.o.trustedRootName)
 	}
 	if a.o.withoutTlog {
-		rep.Trusted = append(rep.Trusted, "policy signatures without a transparency-log entry (--insecure-ignore-tlog)")
+		rep.Trusted = append(rep.Trusted, "policy signatures without a transparency-log entry (--without-tlog-unsafe)")
 	}
 	if rep.SelfIssued {
 		rep.Trusted = append(rep.Trusted, "nothing about freshness: nonces were self-issued by the device (air-gapped), so quotes prove order, not time")

@@ -51,7 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   rat-audit verify bundle.cbor [--ek-roots DIR] [--trusted-root trusted_root.json]
-                               [--identity I --issuer S | --key K] [--insecure-ignore-tlog]
+                               [--identity I --issuer S | --key K] [--without-tlog-unsafe]
                                [--hub-key hub.pem] [--waive CHECK=REASON]... [--json]
   rat-audit inspect bundle.cbor
   rat-audit export-open bundle.cbor DIR
@@ -88,7 +88,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	identity := fs.String("identity", "", "allowed keyless policy signer: certificate identity (SAN)")
 	issuer := fs.String("issuer", "", "allowed keyless policy signer: OIDC issuer")
 	key := fs.String("key", "", "allowed policy signing key (PEM public key)")
-	noTlog := fs.Bool("insecure-ignore-tlog", false, "accept key-signed policies without a transparency-log entry")
+	noTlog := fs.Bool("without-tlog-unsafe", false, "accept key-signed policies without a transparency-log entry (cosign --insecure-ignore-tlog)")
 	hubKey := fs.String("hub-key", "", "the hub's public key (PEM) to check the AK binding and bundle signature")
 	var waive multi
 	fs.Var(&waive, "waive", "CHECK=REASON: accept a check that cannot be made (e.g. event-log-replay=no event log on this board)")

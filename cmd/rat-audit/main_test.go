@@ -81,7 +81,7 @@ func runCLI(args ...string) (int, string) {
 
 func TestVerifyExitCodes(t *testing.T) {
 	fs := setup(t)
-	trustFlags := []string{"--ek-roots", fs.ekRoots, "--key", fs.polKey, "--insecure-ignore-tlog", "--hub-key", fs.hubKey}
+	trustFlags := []string{"--ek-roots", fs.ekRoots, "--key", fs.polKey, "--without-tlog-unsafe", "--hub-key", fs.hubKey}
 	// The violating fixture has its own EK CA and policy key.
 	violKey := filepath.Join(fs.dir, "cosign-v.pub")
 	if err := os.WriteFile(violKey, fxV.PolicyKeyPEM, 0o644); err != nil {
@@ -98,8 +98,8 @@ func TestVerifyExitCodes(t *testing.T) {
 		{"trusted", append([]string{"verify", fs.good}, trustFlags...), 0, "verdict: TRUSTED"},
 		{"trusted json", append([]string{"verify", fs.good, "--json"}, trustFlags...), 0, `"verdict": "TRUSTED"`},
 		{"no anchors: inconclusive", []string{"verify", fs.good}, 1, "verdict: INCONCLUSIVE"},
-		{"violation", []string{"verify", fs.viol, "--ek-roots", fxV.EKRootsDir, "--key", violKey, "--insecure-ignore-tlog", "--waive", "event-log-replay=x", "--waive", "ak-binding=x"}, 1, fxV.Evil},
-		{"wrong policy key", append([]string{"verify", fs.good}, append(trustFlags[:2:2], "--key", violKey, "--insecure-ignore-tlog", "--hub-key", fs.hubKey)...), 1, "policy-signatures    fail"},
+		{"violation", []string{"verify", fs.viol, "--ek-roots", fxV.EKRootsDir, "--key", violKey, "--without-tlog-unsafe", "--waive", "event-log-replay=x", "--waive", "ak-binding=x"}, 1, fxV.Evil},
+		{"wrong policy key", append([]string{"verify", fs.good}, append(trustFlags[:2:2], "--key", violKey, "--without-tlog-unsafe", "--hub-key", fs.hubKey)...), 1, "policy-signatures    fail"},
 		{"garbage", []string{"verify", garbage}, 2, "unusable"},
 		{"missing file", []string{"verify", filepath.Join(fs.dir, "nope")}, 2, ""},
 		{"usage", []string{"verify"}, 2, ""},
