@@ -9,14 +9,24 @@
 //	    -client-ca devices-ca.pem -secret-file secret.txt
 //	    serves POST /v1/nonce and GET /v1/secret over mTLS; the device's
 //	    identity is its client certificate's CommonName.
+//	secret-release -device-header-unsafe -listen 127.0.0.1:0 -addr-file svc.addr \
+//	    -hub http://127.0.0.1:8080 -secret-file secret.txt
+//	    demo only (make demo): plain HTTP on loopback, the caller names its
+//	    device in the X-Rat-Device-Unsafe header instead of proving it.
+//	secret-release -client -service URL -hub URL -device edge-1 \
+//	    -hub-credential-file operator.token [-token-out F | -token-in F]
+//	    demo client for that mode: nonce from the service, token from the
+//	    hub's POST /v1/tokens, present it; exit 0 released, 3 refused, 1 error.
 package main
 
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -36,8 +46,26 @@ func main() {
 		keyFile    = flag.String("tls-key", "", "server key (PEM)")
 		clientCA   = flag.String("client-ca", "", "CA of device client certificates (PEM)")
 		secretFile = flag.String("secret-file", "", "file holding the secret to release")
+		headerMode = flag.Bool("device-header-unsafe", false, "DEMO ONLY: plain HTTP on a loopback address, caller's device id from the "+release.DeviceHeaderUnsafe+" header (no proof)")
+		addrFile   = flag.String("addr-file", "", "write the service's base URL to this file once listening")
+		client     = flag.Bool("client", false, "run the demo client against a -device-header-unsafe service and exit")
+		service    = flag.String("service", "", "-client: service base URL")
+		device     = flag.String("device", "", "-client: the device to act as")
+		credFile   = flag.String("hub-credential-file", "", "-client: bearer credential for the hub's POST /v1/tokens (operator token or relying-party credential)")
+		tokenOut   = flag.String("token-out", "", "-client: get a nonce and a token, save the token to this file, do not present it")
+		tokenIn    = flag.String("token-in", "", "-client: present the token saved in this file")
 	)
 	flag.Parse()
+	if *client {
+		os.Exit(runClient(os.Stdout, clientConfig{Service: *service, Hub: *hubURL, Device: *device, Audience: *audience,
+			CredentialFile: *credFile, TokenOut: *tokenOut, TokenIn: *tokenIn}))
+	}
+	if *headerMode {
+		if err := serveHeaderModeUnsafe(*listen, *addrFile, *hubURL, *issuer, *audience, *secretFile); err != nil {
+			log.Fatalf("secret-release: %v", err)
+		}
+		return
+	}
 	if *runDemo {
 		dir, err := os.MkdirTemp("", "secret-release-demo-")
 		if err != nil {
@@ -91,4 +119,48 @@ func main() {
 	}
 	log.Printf("secret-release: listening on %s, hub %s", *listen, *hubURL)
 	log.Fatal(srv.ListenAndServeTLS("", ""))
+}
+
+// serveHeaderModeUnsafe serves the service over plain HTTP with
+// release.HeaderIdentityUnsafe. It refuses any listen address but loopback,
+// so the unsafe identity never leaves the machine.
+func serveHeaderModeUnsafe(listen, addrFile, hubURL, issuer, audience, secretFile string) error {
+	if hubURL == "" || secretFile == "" {
+		return errors.New("-device-header-unsafe needs -hub and -secret-file")
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("-listen %q: %w", listen, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("-device-header-unsafe listens on loopback only, not %q", listen)
+	}
+	secret, err := os.ReadFile(secretFile)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	svc := &release.Server{
+		Verifier: &release.Verifier{
+			HubURL: hubURL, Issuer: issuer, Audience: audience,
+			Client: &http.Client{Timeout: 10 * time.Second}, Nonces: &release.Nonces{},
+		},
+		Secret:   func(string) []byte { return secret },
+		Identify: release.HeaderIdentityUnsafe,
+	}
+	base := "http://" + ln.Addr().String()
+	if addrFile != "" {
+		if err := os.WriteFile(addrFile+".tmp", []byte(base+"\n"), 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(addrFile+".tmp", addrFile); err != nil {
+			return err
+		}
+	}
+	log.Printf("secret-release: DEMO MODE (device identity from the %s header, no proof) on %s, hub %s", release.DeviceHeaderUnsafe, base, hubURL)
+	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	return srv.Serve(ln)
 }
