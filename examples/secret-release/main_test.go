@@ -44,7 +44,9 @@ func TestHeaderModeAndClient(t *testing.T) {
 		t.Fatalf("non-loopback listen: %v", err)
 	}
 	addrFile := filepath.Join(dir, "addr")
-	go func() { _ = serveHeaderModeUnsafe("127.0.0.1:0", addrFile, hub.URL, ear.DefaultIssuer, "secret-release", secretFile) }()
+	go func() {
+		_ = serveHeaderModeUnsafe("127.0.0.1:0", addrFile, hub.URL, ear.DefaultIssuer, "secret-release", secretFile)
+	}()
 	var svc string
 	for deadline := time.Now().Add(10 * time.Second); svc == ""; {
 		if b, err := os.ReadFile(addrFile); err == nil {
