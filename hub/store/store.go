@@ -414,6 +414,21 @@ func (s *Bolt) ActivePolicy(group string) (*Policy, error) {
 	return p, err
 }
 
+// ActiveDigest returns the digest of the group's active policy without
+// reading the policy itself (the hub checks it on every quote).
+func (s *Bolt) ActiveDigest(group string) (string, error) {
+	var d string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bActive).Get([]byte(group))
+		if cur == nil {
+			return ErrNotFound
+		}
+		d = string(cur)
+		return nil
+	})
+	return d, err
+}
+
 // Policies lists a group's policy versions ("" for all groups).
 func (s *Bolt) Policies(group string) ([]Policy, error) {
 	var out []Policy
