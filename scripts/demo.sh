@@ -40,8 +40,15 @@ cat > "$OUT/revoke-hook.sh" <<'HOOK'
 echo "$(date -u +%FT%TZ) revoke device=$RAT_DEVICE reason=$RAT_REASON" >> "$(dirname "$0")/revocations.log"
 HOOK
 chmod +x "$OUT/revoke-hook.sh"
+# Runtime policies for group demo must be signed by the operator's key
+# (key-only, offline: no transparency log in a demo without internet).
+$BIN/rat policy keygen -o "$OUT/policy-key.pem" > /dev/null
+python3 - "$OUT/policy-key.pub.pem" > "$OUT/signers.json" <<'PY'
+import json, sys
+print(json.dumps({"groups": {"demo": {"public_keys": [open(sys.argv[1]).read()], "key_only_without_tlog_unsafe": True}}}, indent=2))
+PY
 $BIN/rat-hub serve --data "$OUT/hub" --http 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 \
-	--ek-tofu-unsafe --allow-unsigned-policies-unsafe \
+	--ek-tofu-unsafe --signers "$OUT/signers.json" \
 	--revoke-exec "$PWD/$OUT/revoke-hook.sh" --addr-file "$OUT/hub/addrs.json" > "$OUT/hub.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$OUT/hub/addrs.json" ] && break; sleep 0.05; done
@@ -50,6 +57,7 @@ export RAT_HUB=$(json "d['http']" < "$OUT/hub/addrs.json")
 export RAT_TOKEN_FILE=$OUT/hub/operator.token
 MQTT=$(json "d['mqtt']" < "$OUT/hub/addrs.json")
 echo "hub: API $RAT_HUB, MQTT $MQTT (the demo trusts EKs on first use: the simulated TPM has no EK certificate)"
+echo "policies for group demo must be signed by $OUT/policy-key.pub.pem ($OUT/signers.json)"
 
 say "2. A device enrolls: EK + AK, credential activation, baseline policy from its IMA log"
 for f in /bin/ls /bin/cat /bin/sh /usr/bin/env /usr/bin/sort; do
@@ -61,6 +69,12 @@ $BIN/rat-devsim --hub "$MQTT" --device-id edge-1 --group demo --state "$OUT/devi
 PIDS+=($!)
 wait_state edge-1 TRUSTED 20 || die "edge-1 never became TRUSTED"
 $BIN/rat devices
+
+say "2b. The operator adopts the baseline: the same policy, signed with the operator's key"
+$BIN/rat policy create --ima-log "$OUT/device/binary_runtime_measurements" -o "$OUT/policy-v1.json"
+$BIN/rat policy sign --key "$OUT/policy-key.pem" --policy "$OUT/policy-v1.json" -o "$OUT/policy-v1.json.sigstore.json" 2> /dev/null
+$BIN/rat policy push --group demo --bundle "$OUT/policy-v1.json.sigstore.json" "$OUT/policy-v1.json" > "$OUT/policy-v1.push.json"
+echo "policy v1 (signed) active for group demo; the hub's own Baseline::demo was never signed by anyone"
 
 say "3. A file not in the policy executes on the device"
 printf '#!/bin/sh\necho "not approved"\n' > "$OUT/rootfs/evil"
@@ -79,9 +93,29 @@ echo "revocation action ran:"; cat "$OUT/revocations.log"
 
 say "4. The operator approves the file: policy v2 from the device's own log, pushed to group demo"
 $BIN/rat policy create --ima-log "$OUT/device/binary_runtime_measurements" -o "$OUT/policy-v2.json"
-$BIN/rat policy push --group demo "$OUT/policy-v2.json" > "$OUT/policy-v2.push.json"
+if $BIN/rat policy push --group demo "$OUT/policy-v2.json" > /dev/null 2> "$OUT/policy-v2.unsigned.txt"; then
+	die "the hub accepted an unsigned policy"
+fi
+echo "unsigned push refused: $(cat "$OUT/policy-v2.unsigned.txt")"
+$BIN/rat policy sign --key "$OUT/policy-key.pem" --policy "$OUT/policy-v2.json" -o "$OUT/policy-v2.json.sigstore.json" 2> /dev/null
+$BIN/rat policy push --group demo --bundle "$OUT/policy-v2.json.sigstore.json" "$OUT/policy-v2.json" > "$OUT/policy-v2.push.json"
+echo "signed push accepted (Sigstore bundle $OUT/policy-v2.json.sigstore.json)"
 wait_state edge-1 TRUSTED 10 || die "edge-1 did not return to TRUSTED"
 $BIN/rat devices
+
+say "4b. An auditor replays the device's evidence offline, trusting none of our code's verdicts"
+$BIN/rat-hub export --device edge-1 -o "$OUT/bundle.cbor"
+set +e
+$BIN/rat-audit verify --hub-key "$OUT/hub/hub-key.pub.pem" --key "$OUT/policy-key.pub.pem" --without-tlog-unsafe \
+	"$OUT/bundle.cbor" > "$OUT/audit.txt"
+rc=$?
+set -e
+sed -n '1,/^proven:/p' "$OUT/audit.txt" | head -20
+[ "$rc" -eq 1 ] || die "rat-audit exit $rc, want 1 (the span contains the unapproved execution)"
+grep -q "rootfs/evil" "$OUT/audit.txt" || die "the audit does not name the file"
+grep -q "Baseline::demo" "$OUT/audit.txt" || die "the audit does not flag the unsigned baseline policy"
+echo "rat-audit: UNTRUSTED for the span: rootfs/evil ran before policy v2 approved it, and the first record was judged"
+echo "only by the hub's unsigned Baseline::demo (full report: $OUT/audit.txt)"
 
 say "5. The IMA + policy core on a real kernel's log (Ubuntu 24.04, kernel 6.8, from Keylime's test data)"
 LOG=testdata/ima/ubuntu2404-kernel68-ima-ng-sha256.ascii

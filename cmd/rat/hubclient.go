@@ -204,14 +204,15 @@ func policyPush(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "rat policy push:", err)
 		return 2
 	}
-	body := map[string]json.RawMessage{"policy": doc}
+	// Exact bytes, base64: the signature covers the policy byte for byte.
+	body := map[string][]byte{"policy_base64": doc}
 	if *bundle != "" {
 		b, err := os.ReadFile(*bundle)
 		if err != nil {
 			fmt.Fprintln(stderr, "rat policy push:", err)
 			return 2
 		}
-		body["bundle"] = b
+		body["bundle_base64"] = b
 	}
 	req, _ := json.Marshal(body)
 	b, code, err := h.do(http.MethodPut, "/v1/groups/"+*group+"/policy", req)

@@ -22,6 +22,7 @@ const policyUsage = `usage:
                     [--keyrings] [--ignored-keyring NAME]... [--verification-key PEM]... -o policy.json
   rat policy check --policy P --ima-log FILE [--json]
   rat policy diff [--json] A B
+  rat policy keygen [-o policy-key.pem]
   rat policy push --group G [--bundle B] [--hub URL] POLICY
 exit: 0 ok, 1 policy violations (check), 2 usage or unusable input`
 
@@ -44,6 +45,8 @@ func runPolicy(args []string) int {
 		return policySign(args[1:], os.Stdout, os.Stderr)
 	case "verify": // policysign.go
 		return policyVerify(args[1:], os.Stdout, os.Stderr)
+	case "keygen": // keygen.go
+		return policyKeygen(args[1:], os.Stdout, os.Stderr)
 	case "push": // hubclient.go
 		return policyPush(args[1:], os.Stdout, os.Stderr)
 	}

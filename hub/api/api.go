@@ -327,8 +327,10 @@ func (a *API) policies(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, ps)
 }
 
-// putPolicy takes {"policy": <Keylime runtime policy>, "bundle": <Sigstore
-// bundle>} or a bare policy document.
+// putPolicy takes {"policy_base64": ..., "bundle_base64": ...} — the exact
+// bytes that were signed, base64-encoded so that no JSON re-encoding can
+// change them — or a bare policy document (which only a hub that accepts
+// unsigned policies takes).
 func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 32<<20))
 	if err != nil {
@@ -336,8 +338,8 @@ func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var wrapped struct {
-		Policy json.RawMessage `json:"policy"`
-		Bundle json.RawMessage `json:"bundle"`
+		Policy []byte `json:"policy_base64"`
+		Bundle []byte `json:"bundle_base64"`
 	}
 	doc, bundle := body, []byte(nil)
 	if json.Unmarshal(body, &wrapped) == nil && len(wrapped.Policy) > 0 {
