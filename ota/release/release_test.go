@@ -88,6 +88,7 @@ func TestFormats(t *testing.T) {
 		{name: "mender tar.gz payload", artifact: testimage.Mender(t, tgz, "release-8", "qemux86-64"), wantFormat: release.FormatMender, wantVersion: "release-8", wantCompatible: []string{"qemux86-64"}, wantImage: "rootfs.tar.gz", wantName: "release-8"},
 		{name: "bare ext4", artifact: ext4, opts: []release.Option{release.WithVersion("9")}, wantFormat: release.FormatImage, wantVersion: "9", wantImage: "rootfs.ext4"},
 		{name: "bare squashfs", artifact: sqfs, opts: []release.Option{release.WithVersion("9")}, wantFormat: release.FormatImage, wantVersion: "9", wantImage: filepath.Base(sqfs)},
+		{name: "bare tar.zst", artifact: testimage.Tar(t, src, "zstd"), opts: []release.Option{release.WithVersion("9")}, wantFormat: release.FormatImage, wantVersion: "9", wantImage: "rootfs.tar.zst"},
 		{name: "bare tar.gz", artifact: tgz, opts: []release.Option{release.WithVersion("9")}, wantFormat: release.FormatImage, wantVersion: "9", wantImage: "rootfs.tar.gz"},
 		{name: "directory", artifact: src, opts: []release.Option{release.WithVersion("dev")}, wantFormat: release.FormatImage, wantVersion: "dev"},
 	}
