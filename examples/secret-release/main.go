@@ -10,7 +10,7 @@
 //	    serves POST /v1/nonce and GET /v1/secret over mTLS; the device's
 //	    identity is its client certificate's CommonName.
 //	secret-release -device-header-unsafe -listen 127.0.0.1:0 -addr-file svc.addr \
-//	    -hub http://127.0.0.1:8080 -secret-file secret.txt
+//	    -hub http://127.0.0.1:8080 -secret-file secret.txt [-accept-unverified-platform-unsafe]
 //	    demo only (make demo): plain HTTP on loopback, the caller names its
 //	    device in the X-Rat-Device-Unsafe header instead of proving it.
 //	secret-release -client -service URL -hub URL -device edge-1 \
@@ -46,6 +46,7 @@ func main() {
 		keyFile    = flag.String("tls-key", "", "server key (PEM)")
 		clientCA   = flag.String("client-ca", "", "CA of device client certificates (PEM)")
 		secretFile = flag.String("secret-file", "", "file holding the secret to release")
+		acceptPlat = flag.Bool("accept-unverified-platform-unsafe", false, "also accept \"warning\" results whose only shortfall is no EK certificate chain (TOFU) and no verified boot event log, as for a simulated TPM (make demo)")
 		headerMode = flag.Bool("device-header-unsafe", false, "DEMO ONLY: plain HTTP on a loopback address, caller's device id from the "+release.DeviceHeaderUnsafe+" header (no proof)")
 		addrFile   = flag.String("addr-file", "", "write the service's base URL to this file once listening")
 		client     = flag.Bool("client", false, "run the demo client against a -device-header-unsafe service and exit")
@@ -61,7 +62,7 @@ func main() {
 			CredentialFile: *credFile, TokenOut: *tokenOut, TokenIn: *tokenIn}))
 	}
 	if *headerMode {
-		if err := serveHeaderModeUnsafe(*listen, *addrFile, *hubURL, *issuer, *audience, *secretFile); err != nil {
+		if err := serveHeaderModeUnsafe(*listen, *addrFile, *hubURL, *issuer, *audience, *secretFile, *acceptPlat); err != nil {
 			log.Fatalf("secret-release: %v", err)
 		}
 		return
@@ -103,6 +104,7 @@ func main() {
 		Verifier: &release.Verifier{
 			HubURL: *hubURL, Issuer: *issuer, Audience: *audience,
 			Client: &http.Client{Timeout: 10 * time.Second}, Nonces: &release.Nonces{},
+			AcceptUnverifiedPlatformUnsafe: *acceptPlat,
 		},
 		Secret: func(string) []byte { return secret },
 	}
@@ -124,7 +126,7 @@ func main() {
 // serveHeaderModeUnsafe serves the service over plain HTTP with
 // release.HeaderIdentityUnsafe. It refuses any listen address but loopback,
 // so the unsafe identity never leaves the machine.
-func serveHeaderModeUnsafe(listen, addrFile, hubURL, issuer, audience, secretFile string) error {
+func serveHeaderModeUnsafe(listen, addrFile, hubURL, issuer, audience, secretFile string, acceptPlatform bool) error {
 	if hubURL == "" || secretFile == "" {
 		return errors.New("-device-header-unsafe needs -hub and -secret-file")
 	}
@@ -147,6 +149,7 @@ func serveHeaderModeUnsafe(listen, addrFile, hubURL, issuer, audience, secretFil
 		Verifier: &release.Verifier{
 			HubURL: hubURL, Issuer: issuer, Audience: audience,
 			Client: &http.Client{Timeout: 10 * time.Second}, Nonces: &release.Nonces{},
+			AcceptUnverifiedPlatformUnsafe: acceptPlatform,
 		},
 		Secret:   func(string) []byte { return secret },
 		Identify: release.HeaderIdentityUnsafe,

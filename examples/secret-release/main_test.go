@@ -39,13 +39,13 @@ func TestHeaderModeAndClient(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := serveHeaderModeUnsafe("0.0.0.0:0", "", hub.URL, ear.DefaultIssuer, "secret-release", secretFile); err == nil ||
+	if err := serveHeaderModeUnsafe("0.0.0.0:0", "", hub.URL, ear.DefaultIssuer, "secret-release", secretFile, false); err == nil ||
 		!strings.Contains(err.Error(), "loopback only") {
 		t.Fatalf("non-loopback listen: %v", err)
 	}
 	addrFile := filepath.Join(dir, "addr")
 	go func() {
-		_ = serveHeaderModeUnsafe("127.0.0.1:0", addrFile, hub.URL, ear.DefaultIssuer, "secret-release", secretFile)
+		_ = serveHeaderModeUnsafe("127.0.0.1:0", addrFile, hub.URL, ear.DefaultIssuer, "secret-release", secretFile, false)
 	}()
 	var svc string
 	for deadline := time.Now().Add(10 * time.Second); svc == ""; {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,9 +37,12 @@ type Claims struct {
 	Profile string `json:"eat_profile"`
 	Nonce   string `json:"eat_nonce"`
 	Submods map[string]struct {
-		Status   string `json:"ear.status"`
-		PolicyID string `json:"ear.appraisal-policy-id"`
+		Status   string         `json:"ear.status"`
+		PolicyID string         `json:"ear.appraisal-policy-id"`
+		Vector   map[string]int `json:"ear.trustworthiness-vector"`
 	} `json:"submods"`
+	State   string   `json:"rat.state"`
+	Reasons []string `json:"rat.reasons"`
 }
 
 // Verifier checks tokens against the hub.
@@ -50,6 +54,14 @@ type Verifier struct {
 	Leeway   time.Duration    // clock skew allowed on exp/nbf/iat (default 5 s)
 	Now      func() time.Time // tests
 	Nonces   *Nonces
+	// AcceptUnverifiedPlatformUnsafe also accepts a "warning" result whose
+	// only shortfall is that the hub made no claim about the hardware (no
+	// EK certificate chain: TOFU) and the boot configuration (no verified
+	// firmware event log), as for a simulated TPM in `make demo`. See
+	// unverifiedPlatformOnly for exactly what passes. Such a machine's TPM
+	// may be a software TPM under an attacker's control; never set this
+	// where that matters.
+	AcceptUnverifiedPlatformUnsafe bool
 	// JWKSRefresh is the least time between JWKS fetches for unknown kids
 	// (default 1 s): short, because right after a hub key rotation every
 	// new token carries a kid the cache does not have yet.
@@ -120,9 +132,13 @@ func (v *Verifier) Verify(ctx context.Context, token, deviceID string) (*Claims,
 		return nil, fmt.Errorf("%w: profile %q, %d submods", ErrProfile, c.Profile, len(c.Submods))
 	}
 	for name, s := range c.Submods {
-		if s.Status != "affirming" {
-			return nil, fmt.Errorf("%w: submod %s is %q", ErrNotAffirm, name, s.Status)
+		if s.Status == "affirming" {
+			continue
 		}
+		if v.AcceptUnverifiedPlatformUnsafe && unverifiedPlatformOnly(&c, name) {
+			continue
+		}
+		return nil, fmt.Errorf("%w: submod %s is %q", ErrNotAffirm, name, s.Status)
 	}
 	if c.Subject != deviceID {
 		return nil, fmt.Errorf("%w: token for %q, caller is %q", ErrWrongDevice, c.Subject, deviceID)
@@ -174,3 +190,41 @@ func (v *Verifier) checkStatus(ctx context.Context, id string) error {
 }
 
 func ecdsaP256() elliptic.Curve { return elliptic.P256() }
+
+// unverifiedPlatformOnly reports whether submodule name of c is a "warning"
+// that says nothing worse than "hardware and configuration not verified":
+// instance identity and executables affirming (AR4SI 2..31), hardware and
+// configuration exactly "no claim" (0), the hub's state TRUSTED, a policy
+// id, and every reason the hub gives about one of those two claims (no
+// staleness, no hub-state, no revocation reason). Anything else, including
+// a claim this code does not know, is refused.
+func unverifiedPlatformOnly(c *Claims, name string) bool {
+	s := c.Submods[name]
+	if s.Status != "warning" || c.State != "TRUSTED" || s.PolicyID == "" {
+		return false
+	}
+	affirming := func(v int) bool { return v >= 2 && v <= 31 }
+	for claim, v := range s.Vector {
+		switch claim {
+		case "instance-identity", "executables":
+			if !affirming(v) {
+				return false
+			}
+		case "hardware", "configuration", "file-system", "runtime-opaque", "storage-opaque", "sourced-data":
+			if v != 0 && !affirming(v) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	if !affirming(s.Vector["instance-identity"]) || !affirming(s.Vector["executables"]) {
+		return false
+	}
+	for _, r := range c.Reasons {
+		if !strings.HasPrefix(r, "hardware: ") && !strings.HasPrefix(r, "configuration: ") {
+			return false
+		}
+	}
+	return true
+}
