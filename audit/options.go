@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
@@ -157,6 +159,12 @@ func WithHubKeyPEM(b []byte) Option {
 // device whose firmware keeps none). Failed checks cannot be waived.
 func Waive(check, reason string) Option {
 	return func(o *options) error {
+		if !slices.Contains(checkOrder, check) {
+			return fmt.Errorf("audit: waive: unknown check %q (checks: %s)", check, strings.Join(checkOrder, ", "))
+		}
+		if reason == "" {
+			return errors.New("audit: waive: a reason is required")
+		}
 		if o.waived == nil {
 			o.waived = map[string]string{}
 		}

@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -153,7 +154,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 		return exitUnusable
 	}
 	defer f.Close()
-	rep, err := audit.Verify(f, opts...)
+	rep, err := audit.Verify(bufio.NewReaderSize(f, 1<<20), opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "rat-audit: %v\n", err)
 		return exitUnusable

@@ -103,6 +103,7 @@ func TestVerifyExitCodes(t *testing.T) {
 		{"garbage", []string{"verify", garbage}, 2, "unusable"},
 		{"missing file", []string{"verify", filepath.Join(fs.dir, "nope")}, 2, ""},
 		{"usage", []string{"verify"}, 2, ""},
+		{"unknown waiver", append([]string{"verify", fs.good, "--waive", "quote-signatures-typo=x"}, trustFlags...), 2, "unknown check"},
 		{"inspect", []string{"inspect", fs.good}, 0, "reboot:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
