@@ -81,6 +81,14 @@ func requireTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
+		// Debian installs mosquitto in /usr/sbin, which a non-root
+		// user's PATH often lacks.
+		for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+			if q, qerr := exec.LookPath(filepath.Join(dir, name)); qerr == nil {
+				return q
+			}
+		}
+
 		if os.Getenv("RAT_REQUIRE_INTEGRATION") == "1" {
 			t.Fatalf("%s not installed and RAT_REQUIRE_INTEGRATION=1", name)
 		}

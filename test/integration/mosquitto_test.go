@@ -48,6 +48,7 @@ autosave_interval 1
 // mosquitto is a real Mosquitto broker process with its own config,
 // password file and ACL.
 type mosquitto struct {
+	bin   string
 	dir   string
 	port  int
 	conf  string
@@ -60,10 +61,10 @@ type mosquitto struct {
 // rat-hub and each of devices, every one with its own random password.
 func startMosquitto(t *testing.T, logDir string, devices ...string) *mosquitto {
 	t.Helper()
-	requireTool(t, "mosquitto")
+	mbin := requireTool(t, "mosquitto")
 	mpw := requireTool(t, "mosquitto_passwd")
 	dir := t.TempDir()
-	m := &mosquitto{dir: dir, pass: map[string]string{}, logTo: logDir}
+	m := &mosquitto{bin: mbin, dir: dir, pass: map[string]string{}, logTo: logDir}
 	pwFile := filepath.Join(dir, "passwd")
 	for i, u := range append([]string{"rat-hub"}, devices...) {
 		b := make([]byte, 16)
@@ -115,7 +116,7 @@ func startMosquitto(t *testing.T, logDir string, devices ...string) *mosquitto {
 // persistence directory.
 func (m *mosquitto) start(t *testing.T) bool {
 	t.Helper()
-	m.proc = startProc(t, m.logTo, "mosquitto", nil, "mosquitto", "-c", m.conf)
+	m.proc = startProc(t, m.logTo, "mosquitto", nil, m.bin, "-c", m.conf)
 	if !waitListening(m.proc, m.addr(), 10*time.Second) {
 		m.proc.kill(t)
 		return false

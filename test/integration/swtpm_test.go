@@ -16,14 +16,14 @@ import (
 // platform port = command port + 1) and returns its tcp:// address.
 func startSwtpm(t *testing.T, logDir string) string {
 	t.Helper()
-	requireTool(t, "swtpm")
+	swtpm := requireTool(t, "swtpm")
 	state := t.TempDir()
 	for attempt := 0; attempt < 5; attempt++ {
 		port := freePort(t)
 		if port >= 65535 {
 			continue
 		}
-		p := startProc(t, logDir, "swtpm", nil, "swtpm", "socket", "--tpm2", "--tpmstate", "dir="+state,
+		p := startProc(t, logDir, "swtpm", nil, swtpm, "socket", "--tpm2", "--tpmstate", "dir="+state,
 			"--server", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", port),
 			"--ctrl", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", port+1),
 			"--flags", "not-need-init,startup-clear")
