@@ -121,7 +121,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.StaleAfter = 30 * time.Second
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 4 * runtime.NumCPU()
+		// A worker spends most of a record blocked in the store's group
+		// commit (an fsync, 10-25 ms on ordinary disks), and only the
+		// records of concurrent workers share a commit: with 4 per CPU
+		// the hub was bound to ~8 records per fsync, a few hundred per
+		// second, with the CPUs mostly idle.
+		cfg.Workers = max(256, 4*runtime.NumCPU())
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -164,7 +169,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.brokerURL = url
 	for i := 0; i < cfg.Workers; i++ {
-		q := make(chan msg, 1024)
+		q := make(chan msg, 256)
 		s.queues = append(s.queues, q)
 		s.wg.Add(1)
 		go s.worker(q)
