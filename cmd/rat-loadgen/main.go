@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"time"
@@ -262,10 +263,15 @@ func hubMain(args []string) error {
 						if f, err = os.Create(*prof); err == nil {
 							_ = pprof.StartCPUProfile(f)
 						}
+						if tf, err := os.Create(*prof + ".trace"); err == nil && os.Getenv("RAT_LOADGEN_TRACE") != "" {
+							_ = trace.Start(tf)
+							defer tf.Close()
+						}
 					}
 				case "stop":
 					if f != nil {
 						pprof.StopCPUProfile()
+						trace.Stop()
 						f.Close()
 						_ = os.WriteFile(ctl, []byte("done"), 0o600)
 						return
