@@ -23,7 +23,7 @@ func init() {
 const otaUsage = `usage:
   rat ota policy --image IMG --release VERSION --group G [--ima-policy tcb|exec]
                  [--exclude RE]... [--exclude-list F] [--hash-alg sha256] [--rootfs NAME]
-                 [--no-aliases] [--release-out release.json] -o policy.json
+                 [--no-aliases] [--base group-policy.json] [--release-out release.json] -o policy.json
   rat ota info --image IMG [--release VERSION] [--json]
 IMG is a RAUC bundle, SWUpdate .swu, Mender artifact, bare rootfs image
 (ext4, squashfs, tar[.gz|.xz|.zst]) or a directory.
@@ -60,6 +60,7 @@ func otaPolicy(args []string, stdout, stderr io.Writer) int {
 	hashAlg := fs.String("hash-alg", "sha256", "the kernel's IMA hash algorithm (ima_hash)")
 	rootfsName := fs.String("rootfs", "", "image inside the artifact to read (default: the one named rootfs)")
 	noAliases := fs.Bool("no-aliases", false, "key files only by canonical path (no symlink names)")
+	base := fs.String("base", "", "group base policy to merge the prediction into (files devices add beyond the image)")
 	releaseOut := fs.String("release-out", "", "write the draft release record (JSON) for the hub here")
 	out := fs.String("o", "", "output policy file (- for stdout)")
 	if err := fs.Parse(args); err != nil {
@@ -106,6 +107,13 @@ func otaPolicy(args []string, stdout, stderr io.Writer) int {
 	popts := []predict.Option{predict.WithIMAPolicy(predict.IMAPolicy(*imaPolicy)), predict.WithHashAlgorithm(*hashAlg), predict.WithExcludes(excludes...)}
 	if *noAliases {
 		popts = append(popts, predict.WithoutAliases())
+	}
+	if *base != "" {
+		bp, err := loadPolicy(*base)
+		if err != nil {
+			return fail(err)
+		}
+		popts = append(popts, predict.WithBase(bp))
 	}
 	res, err := predict.Predict(rd, popts...)
 	if err != nil {

@@ -77,6 +77,21 @@ func TestOTAPolicyCLI(t *testing.T) {
 			t.Errorf("no os-release warning in %q", errb.String())
 		}
 	})
+	t.Run("base policy", func(t *testing.T) {
+		base := writeDiffPolicy(t, dir, "base.json", map[string][]string{"/opt/vendor/agent": {strings.Repeat("ab", 32)}})
+		out := filepath.Join(dir, "based.json")
+		var stdout, errb bytes.Buffer
+		if code := otaPolicy([]string{"--image", ext4, "--release", testimage.OSVersionID, "--group", "edge", "--ima-policy", "exec", "--base", base, "-o", out}, &stdout, &errb); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		p, err := loadPolicy(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Digests["/opt/vendor/agent"]) != 1 || len(p.Digests["/usr/bin/ls"]) != 1 || p.Digests["/usr/bin/ls"][0] != sums["/usr/bin/ls"] {
+			t.Fatalf("merged policy lacks base or image entries")
+		}
+	})
 	for _, tc := range []struct {
 		name string
 		args []string

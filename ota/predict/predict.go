@@ -50,6 +50,7 @@ const (
 var hashes = map[string]crypto.Hash{"sha1": crypto.SHA1, "sha256": crypto.SHA256, "sha384": crypto.SHA384, "sha512": crypto.SHA512}
 
 type config struct {
+	base     *runtimepolicy.Policy
 	policy   IMAPolicy
 	alg      string
 	excludes []string
@@ -81,6 +82,12 @@ func WithExcludes(patterns ...string) Option {
 // only that exact content is allowed, and it keeps a prediction valid for
 // logs whose paths were recorded through the link.
 func WithoutAliases() Option { return func(c *config) { c.aliases = false } }
+
+// WithBase merges the prediction into a copy of the group's base policy:
+// what the devices add beyond the image (an agent installed separately,
+// keyrings, ima-buf entries, verification keys), typically found with
+// rat policy diff against a canary baseline.
+func WithBase(p *runtimepolicy.Policy) Option { return func(c *config) { c.base = p } }
 
 // WithClock sets the clock for the policy's meta.timestamp.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
@@ -207,7 +214,11 @@ func Predict(r rootfs.Reader, opts ...Option) (*Result, error) {
 		res.Files = append(res.Files, f)
 		entries = append(entries, ima.Entry{PCR: 10, TemplateName: "ima-ng", DigestAlg: cfg.alg, Digest: f.Digest, Path: p})
 	}
-	pol, err := runtimepolicy.FromEntries(entries, runtimepolicy.WithExcludes(cfg.excludes...), runtimepolicy.WithClock(cfg.now))
+	gen := []runtimepolicy.GenOption{runtimepolicy.WithExcludes(cfg.excludes...), runtimepolicy.WithClock(cfg.now)}
+	if cfg.base != nil {
+		gen = append(gen, runtimepolicy.WithBase(cfg.base))
+	}
+	pol, err := runtimepolicy.FromEntries(entries, gen...)
 	if err != nil {
 		return nil, fmt.Errorf("predict: %w", err)
 	}

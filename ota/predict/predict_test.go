@@ -3,6 +3,7 @@ package predict_test
 import (
 	"encoding/hex"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,5 +163,23 @@ func TestPredictedPolicyJudgesLog(t *testing.T) {
 func TestPredictRefusesEmptyImage(t *testing.T) {
 	if _, err := predict.Predict(rootfs.OpenDir(t.TempDir())); err == nil {
 		t.Fatal("empty image predicted")
+	}
+}
+
+func TestPredictWithBase(t *testing.T) {
+	src := testimage.Source(t)
+	base := runtimepolicy.Empty()
+	agent := "ab" + strings.Repeat("cd", 31)
+	base.Digests["/opt/vendor/agent"] = []string{agent}
+	base.Excludes = []string{"/var/log/.*"}
+	res := predictImage(t, src, predict.WithIMAPolicy(predict.Exec), predict.WithBase(base))
+	if got := res.Policy.Digests["/opt/vendor/agent"]; len(got) != 1 || got[0] != agent {
+		t.Errorf("base digest lost: %v", got)
+	}
+	if !res.Policy.Excluded("/var/log/x") || len(res.Policy.Digests["/usr/bin/ls"]) != 1 {
+		t.Errorf("merge: excludes %v, ls %v", res.Policy.Excludes, res.Policy.Digests["/usr/bin/ls"])
+	}
+	if len(base.Digests) != 1 {
+		t.Error("base policy modified")
 	}
 }
