@@ -331,6 +331,24 @@ func TestChainTampering(t *testing.T) {
 	}
 }
 
+// A policy that says it applies from a later record than the first one it
+// is placed before would judge those records by a policy not in force.
+func TestPolicyPlacedEarly(t *testing.T) {
+	f, _ := fixtures(t)
+	late := *f
+	p := *f.Policy
+	p.FromSeq = 4
+	late.Policy = &p
+	rep := verify(t, encode(t, &late, f.Records, false), trust(f)...)
+	found := false
+	for _, fl := range rep.Failures {
+		found = found || fl.ID == failure.RuntimePolicyInvalid
+	}
+	if rep.Verdict != audit.Untrusted || !found {
+		t.Fatalf("verdict %s\n%s", rep.Verdict, dump(t, rep))
+	}
+}
+
 func TestUnusableInput(t *testing.T) {
 	f, _ := fixtures(t)
 	b := encode(t, f, f.Records, false)

@@ -39,6 +39,7 @@ func (a *auditor) policyElement(p *bundle.Policy) {
 	default:
 		a.unchecked(CheckPolicySignature, "policy %q: %s", p.Name, res.detail)
 	}
+	a.policyFrom, a.policyChecked = p.FromSeq, false
 	a.rep.Policies = append(a.rep.Policies, info)
 	a.policyIdx = len(a.rep.Policies) - 1
 	if res.result == Fail {
@@ -74,6 +75,16 @@ func (a *auditor) record(r *protocol.Evidence) {
 		}
 	}
 	a.haveRecord, a.lastSeq = true, r.Seq
+	if a.seenPolicy && !a.policyChecked {
+		// A policy placed before records it says it does not cover would
+		// judge them by a policy not yet in force.
+		a.policyChecked = true
+		if a.policyFrom > r.Seq {
+			name := a.rep.Policies[len(a.rep.Policies)-1].Name
+			a.failed(CheckIMAPolicy, "policy %q says it applies from record %d but is placed before record %d", name, a.policyFrom, r.Seq)
+			a.addFailure(failure.Event{ID: failure.RuntimePolicyInvalid, Severity: failure.Critical, Context: fmt.Sprintf("policy %q applies from record %d, placed before record %d", name, a.policyFrom, r.Seq)})
+		}
+	}
 	if len(r.EventLog) > 0 {
 		a.eventLogs++
 		a.eventLog, a.eventLogSeq = r.EventLog, r.Seq

@@ -83,7 +83,11 @@ type auditor struct {
 	policyIdx  int
 	policyOK   bool
 	seenPolicy bool
-	eventLogs  int
+	// policyFrom is the first sequence number the newest policy says it
+	// applies to, checked against the next record.
+	policyFrom    uint64
+	policyChecked bool
+	eventLogs     int
 	// firmware event log of the current boot
 	eventLog       []byte
 	eventLogSeq    uint64
@@ -218,6 +222,9 @@ func (a *auditor) identity() error {
 	fp := sha256.Sum256(der)
 	a.akFP = "sha256:" + hex.EncodeToString(fp[:8])
 	a.rep.Device.AK = a.akFP
+	if len(h.IAKCert) > 0 || len(h.IDevIDCert) > 0 {
+		a.info(CheckEKCert, "IAK/IDevID certificates carried, not verified")
+	}
 	if err := credential.CheckAKAttributes(akPub); err != nil {
 		a.failed(CheckAKAttributes, "%v", err)
 		a.addFailure(failure.Event{ID: failure.CredentialActivation, Severity: failure.Critical, Context: err.Error()})
