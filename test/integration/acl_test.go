@@ -46,6 +46,7 @@ func publish(t *testing.T, c mqtt.Client, topic string, payload []byte) {
 // over another client's session; and what a device sends on its own topics
 // that does not decode is recorded against it while the hub keeps serving.
 func TestMosquittoACL(t *testing.T) {
+	t.Parallel() // each test has its own processes on its own ports
 	logs := t.TempDir()
 	const a, b, group = "dev-a", "dev-b", "acl"
 	m := startMosquitto(t, logs, a, b)

@@ -29,6 +29,7 @@ func startDevsim(t *testing.T, logs, id, group, brokerURL, passFile, rootfs, sta
 // IMA entry once, in order, still judge the device TRUSTED, and still catch
 // an unapproved file.
 func TestFaultsBrokerHubOutage(t *testing.T) {
+	t.Parallel() // each test has its own processes on its own ports
 	logs := t.TempDir()
 	const id, group = "sim-faults", "faults"
 	m := startMosquitto(t, logs, id)

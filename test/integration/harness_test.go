@@ -107,7 +107,7 @@ type proc struct {
 
 // startProc starts bin with args, its stdout and stderr appended to
 // logDir/name.log; the process is killed when the test ends, and the log's
-// tail is shown if the test failed.
+// tail is shown if the test failed (or RAT_INTEGRATION_LOGS=1).
 func startProc(t *testing.T, logDir, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
 	logPath := filepath.Join(logDir, name+".log")
@@ -132,7 +132,7 @@ func startProc(t *testing.T, logDir, name string, env []string, bin string, args
 	t.Cleanup(func() {
 		p.signal(syscall.SIGKILL)
 		<-p.done
-		if t.Failed() {
+		if t.Failed() || os.Getenv("RAT_INTEGRATION_LOGS") == "1" {
 			t.Logf("--- tail of %s (%s)\n%s", name, logPath, tail(logPath, 40))
 		}
 	})

@@ -20,6 +20,7 @@ const notInAllowlist = "ima.validation.ima-ng.not_in_allowlist"
 // brings it back to TRUSTED. Throughout, the hub's stored chain has every
 // record once and every IMA entry once.
 func TestLoopSwtpmAgentMosquitto(t *testing.T) {
+	t.Parallel() // each test has its own processes on its own ports
 	logs := t.TempDir()
 	const id, group = "swtpm-1", "loop"
 	m := startMosquitto(t, logs, id)
