@@ -212,7 +212,7 @@ func TestAgentRecipe(t *testing.T) {
 	ma, mb := goMinor(t, modGo)
 	ra, rb := goMinor(t, minGo)
 	if ma != ra || mb != rb {
-		t.Errorf("RAT_AGENT_GO_MIN = %q, device/go.mod says go %s", minGo, modGo)
+		t.Errorf("RAT_AGENT_GO_MIN = %q, device/go.mod says go %s (%s)", minGo, modGo, staleHint)
 	}
 	oa, ob := goMinor(t, oldestBuildingGo)
 	if ma > oa || ma == oa && mb > ob {

@@ -1,6 +1,7 @@
 // Command gomods writes the Go module includes of meta-ratatouille's
-// rat-agent recipe from device/go.sum (see package yocto/gomods), and sets
-// the recipe's SRCREV to the commit whose go.sum they were made from.
+// rat-agent recipe from device/go.sum (see package yocto/gomods), sets the
+// recipe's SRCREV to the commit whose go.sum they were made from, and its
+// RAT_AGENT_GO_MIN to device/go.mod's go version.
 //
 //	go run ./yocto/cmd/gomods [-srcrev HEAD] [-check]
 //
@@ -29,7 +30,11 @@ const (
 	agentPkg  = "./cmd/rat-agent"
 )
 
-var srcrevLine = regexp.MustCompile(`(?m)^SRCREV = "[0-9a-f]*"$`)
+var (
+	srcrevLine = regexp.MustCompile(`(?m)^SRCREV = "[0-9a-f]*"$`)
+	goMinLine  = regexp.MustCompile(`(?m)^RAT_AGENT_GO_MIN = "[0-9.]*"$`)
+	goLine     = regexp.MustCompile(`(?m)^go ([0-9]+\.[0-9]+)(\.[0-9]+)?\s*$`)
+)
 
 func main() {
 	srcrev := flag.String("srcrev", "HEAD", `commit for the recipe's SRCREV ("" keeps it)`)
@@ -66,7 +71,17 @@ func run(srcrev string, check bool) error {
 		if !srcrevLine.Match(data) {
 			return fmt.Errorf("%s: no SRCREV = \"...\" line", bb)
 		}
-		files[bb] = srcrevLine.ReplaceAll(data, []byte(`SRCREV = "`+strings.TrimSpace(string(out))+`"`))
+		data = srcrevLine.ReplaceAll(data, []byte(`SRCREV = "`+strings.TrimSpace(string(out))+`"`))
+		// RAT_AGENT_GO_MIN follows device/go.mod's go line (major.minor).
+		gomod, err := os.ReadFile(filepath.Join(moduleDir, "go.mod"))
+		if err != nil {
+			return err
+		}
+		m := goLine.FindSubmatch(gomod)
+		if m == nil || !goMinLine.Match(data) {
+			return fmt.Errorf("no go line in %s/go.mod or no RAT_AGENT_GO_MIN line in %s", moduleDir, bb)
+		}
+		files[bb] = goMinLine.ReplaceAll(data, []byte(`RAT_AGENT_GO_MIN = "`+string(m[1])+`"`))
 	}
 	stale := false
 	for path, want := range files {
