@@ -1,0 +1,293 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+//go:embed init.sh
+var initScript []byte
+
+// buildInitramfs writes the guest's initramfs: busybox (static) with the
+// applets init uses, the static rat-agent, the virtio-serial modules, an
+// os-release and /dev/console (the kernel opens it for init before
+// devtmpfs is mounted).
+func buildInitramfs(t *testing.T, path, busybox, agent string, k kernel) {
+	t.Helper()
+	for _, b := range []string{busybox, agent} {
+		if err := staticELF(b); err != nil {
+			t.Fatalf("guest binary: %v", err)
+		}
+	}
+	r := newInitramfs()
+	for _, d := range []string{"proc", "sys", "dev", "root", "tmp", "var/lib/rat-agent"} {
+		r.dir(d)
+	}
+	r.chardev("dev/console", 5, 1)
+	r.file("init", 0o755, initScript)
+	r.file("etc/os-release", 0o644, []byte("ID=ratatouille-e2e\nVERSION_ID=1\n"))
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(r.copyFile("bin/busybox", 0o755, busybox))
+	for _, a := range []string{"sh", "mount", "cat", "sleep", "chmod", "poweroff", "insmod", "printf", "echo"} {
+		r.symlink("bin/"+a, "busybox")
+	}
+	must(r.copyFile("bin/rat-agent", 0o755, agent))
+	for _, m := range virtioModules {
+		must(r.copyFile("lib/modules/"+m+".ko", 0o644, k.modules[m]))
+	}
+	var buf bytes.Buffer
+	must(r.write(&buf))
+	must(os.WriteFile(path, buf.Bytes(), 0o644))
+}
+
+// firmware is how a guest boots: SeaBIOS on i440fx with a TIS TPM, or OVMF
+// (UEFI, TCG2 event log, PCR 7) on q35 with a CRB TPM.
+type firmware struct {
+	name       string
+	code, vars string // OVMF only
+}
+
+// guest is one boot of the VM: qemu with swtpm as its TPM.
+type guest struct {
+	name    string
+	qemu    *proc
+	swtpm   *proc
+	stdin   io.WriteCloser
+	console string
+}
+
+type bootConfig struct {
+	name     string
+	fw       firmware
+	kernel   kernel
+	initrd   string
+	tpmState string // swtpm state directory (this device's TPM; kept across boots)
+	broker   string // host:port of the MQTT broker
+	cmdline  string // rat.* parameters
+	logDir   string
+}
+
+// boot starts swtpm on the device's TPM state, then qemu with the guest's
+// console on stdio (commands go in on stdin) and its rat.mqtt
+// virtio-serial port connected, as a TCP client, to the broker on the host.
+func boot(t *testing.T, c bootConfig) *guest {
+	t.Helper()
+	g := &guest{name: c.name, console: filepath.Join(c.logDir, c.name+"-qemu.log")}
+	sock := filepath.Join(c.logDir, c.name+"-swtpm.sock")
+	g.swtpm = startProc(t, c.logDir, c.name+"-swtpm", exec.Command("swtpm", "socket", "--tpm2",
+		"--tpmstate", "dir="+c.tpmState, "--ctrl", "type=unixio,path="+sock, "--terminate",
+		"--log", "level=1"))
+	eventually(t, 10*time.Second, "swtpm control socket", func() (bool, string) {
+		if g.swtpm.exited() {
+			t.Fatalf("swtpm exited:\n%s", tail(g.swtpm.log, 20))
+		}
+		_, err := os.Stat(sock)
+		return err == nil, ""
+	})
+	host, port, _ := strings.Cut(c.broker, ":")
+	args := []string{"-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1",
+		"-kernel", c.kernel.vmlinuz, "-initrd", c.initrd,
+		"-append", "console=ttyS0 rootfstype=ramfs ima_policy=tcb ima_template=ima-ng panic=-1 quiet " + c.cmdline,
+		"-nic", "none", "-display", "none", "-no-reboot", "-monitor", "none", "-serial", "stdio",
+		"-chardev", "socket,id=chrtpm,path=" + sock, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+		"-device", "virtio-serial-pci,id=vser0",
+		"-chardev", fmt.Sprintf("socket,id=mqtt,host=%s,port=%s,reconnect=1", host, port),
+		"-device", "virtserialport,bus=vser0.0,chardev=mqtt,name=rat.mqtt"}
+	if c.fw.code != "" {
+		vars := filepath.Join(c.logDir, c.name+"-OVMF_VARS.fd")
+		b, err := os.ReadFile(c.fw.vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(vars, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-machine", "q35", "-device", "tpm-crb,tpmdev=tpm0",
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+c.fw.code,
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
+	} else {
+		args = append(args, "-machine", "pc", "-device", "tpm-tis,tpmdev=tpm0")
+	}
+	cmd := exec.Command("qemu-system-x86_64", args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.stdin = stdin
+	g.qemu = startProc(t, c.logDir, c.name+"-qemu", cmd)
+	return g
+}
+
+// waitConsole waits until the guest's console shows s.
+func (g *guest) waitConsole(t *testing.T, s string, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, g.name+" console: "+s, func() (bool, string) {
+		if fileContains(g.console, s) {
+			return true, ""
+		}
+		if g.qemu.exited() {
+			t.Fatalf("%s: qemu exited before %q:\n%s", g.name, s, tail(g.console, 40))
+		}
+		return false, ""
+	})
+}
+
+// send gives the guest's init one command.
+func (g *guest) send(t *testing.T, cmd string) {
+	t.Helper()
+	if _, err := io.WriteString(g.stdin, cmd+"\n"); err != nil {
+		t.Fatalf("%s: send %q: %v", g.name, cmd, err)
+	}
+}
+
+// powerOff asks init to stop the agent and power off, and waits for qemu
+// and swtpm (which exits with its client, --terminate) to be gone.
+func (g *guest) powerOff(t *testing.T) {
+	t.Helper()
+	g.send(t, "poweroff")
+	if !g.qemu.wait(2 * time.Minute) {
+		t.Errorf("%s: qemu did not power off; killed it", g.name)
+	}
+	if !g.swtpm.wait(10 * time.Second) {
+		t.Errorf("%s: swtpm did not exit with qemu; killed it", g.name)
+	}
+}
+
+// hub is a running rat-hub with its embedded broker.
+type hub struct {
+	data, api, mqtt, token string
+	proc                   *proc
+}
+
+func startHub(t *testing.T, bin, logDir, data, ekRoots string) *hub {
+	t.Helper()
+	h := &hub{data: data}
+	addrFile := filepath.Join(data, "addrs.json")
+	h.proc = startProc(t, logDir, "rat-hub", exec.Command(bin, "serve", "--data", data,
+		"--http", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--ek-roots", ekRoots,
+		"--allow-unsigned-policies-unsafe", "--stale-after", "10m", "--addr-file", addrFile))
+	eventually(t, 30*time.Second, "rat-hub addr file", func() (bool, string) {
+		if h.proc.exited() {
+			t.Fatalf("rat-hub exited:\n%s", tail(h.proc.log, 20))
+		}
+		b, err := os.ReadFile(addrFile)
+		if err != nil {
+			return false, ""
+		}
+		var a struct{ HTTP, MQTT string }
+		if err := json.Unmarshal(b, &a); err != nil {
+			return false, err.Error()
+		}
+		h.api, h.mqtt = a.HTTP, strings.TrimPrefix(a.MQTT, "tcp://")
+		return true, ""
+	})
+	tok, err := os.ReadFile(filepath.Join(data, "operator.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.token = strings.TrimSpace(string(tok))
+	return h
+}
+
+func (h *hub) call(method, path string, v any) error {
+	req, err := http.NewRequest(method, h.api+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+h.token)
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
+	}
+	return json.Unmarshal(b, v)
+}
+
+type failureEvent struct {
+	ID      string            `json:"id"`
+	Context string            `json:"context"`
+	Fields  map[string]string `json:"fields"`
+}
+
+type hubEvent struct {
+	Kind   string        `json:"kind"`
+	Seq    uint64        `json:"seq"`
+	State  string        `json:"state"`
+	Detail string        `json:"detail"`
+	Event  *failureEvent `json:"event"`
+}
+
+type deviceView struct {
+	ID         string         `json:"id"`
+	State      string         `json:"state"`
+	Reason     string         `json:"reason"`
+	EKVerified bool           `json:"ek_verified"`
+	EKIssuer   string         `json:"ek_issuer"`
+	TOFU       bool           `json:"tofu"`
+	BootID     string         `json:"boot_id"`
+	IMAEntries uint64         `json:"ima_entries"`
+	Quotes     uint64         `json:"quotes"`
+	NextSeq    uint64         `json:"next_seq"`
+	Failures   []failureEvent `json:"failures"`
+}
+
+func (h *hub) device(id string) (deviceView, error) {
+	var d deviceView
+	err := h.call(http.MethodGet, "/v1/devices/"+id, &d)
+	return d, err
+}
+
+func (h *hub) events(t *testing.T, id string) []hubEvent {
+	t.Helper()
+	var ev []hubEvent
+	if err := h.call(http.MethodGet, "/v1/devices/"+id+"/events", &ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// waitDevice waits until the hub's view of id satisfies cond; the guest
+// must keep running meanwhile.
+func (h *hub) waitDevice(t *testing.T, g *guest, id, what string, timeout time.Duration, cond func(deviceView) bool) deviceView {
+	t.Helper()
+	var d deviceView
+	eventually(t, timeout, id+": "+what, func() (bool, string) {
+		if g.qemu.exited() {
+			t.Fatalf("%s: qemu exited while waiting for %s:\n%s", g.name, what, tail(g.console, 40))
+		}
+		if fileContains(g.console, "enrollment refused by the hub") {
+			t.Fatalf("%s: the hub refused enrollment:\n%s", g.name, tail(g.console, 5))
+		}
+		var err error
+		d, err = h.device(id)
+		if err != nil {
+			return false, err.Error()
+		}
+		return cond(d), fmt.Sprintf("state %s %s, %d quotes, %d IMA entries", d.State, d.Reason, d.Quotes, d.IMAEntries)
+	})
+	return d
+}
