@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -21,6 +22,7 @@ import (
 	"github.com/ratatouille/rat/device/imasrc"
 	"github.com/ratatouille/rat/device/outbox"
 	"github.com/ratatouille/rat/device/tpm"
+	"github.com/ratatouille/rat/evidence/bundle"
 	"github.com/ratatouille/rat/evidence/claims"
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
@@ -64,6 +66,11 @@ type Config struct {
 	Baseline bool
 	// Window bounds records published but not yet acknowledged (default 32).
 	Window int
+	// Offline attests with no hub at all (an air-gapped device): records
+	// carry self-issued nonces (hash-chained from the previous quote) and
+	// stay in the outbox until `rat-agent export` writes them to a bundle.
+	// Quotes then prove order, not freshness, and the bundle says so.
+	Offline bool
 
 	Log *slog.Logger
 }
@@ -269,6 +276,9 @@ func (a *Agent) publishRaw(kind string, b []byte) error {
 
 // Run enrolls if needed and attests until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
+	if a.cfg.Offline {
+		return a.runOffline(ctx)
+	}
 	a.connect(ctx)
 	defer a.client.Disconnect(250)
 	poll := time.NewTicker(a.cfg.Poll)
@@ -323,6 +333,59 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+func (a *Agent) runOffline(ctx context.Context) error {
+	if a.st.Enrolled {
+		return errors.New("agent: this outbox belongs to an enrolled device; offline mode needs its own state directory")
+	}
+	if a.st.NextSeq == 0 {
+		a.st = outbox.State{DeviceID: a.cfg.DeviceID, Fleet: a.cfg.Fleet, AKPublic: a.ak.PublicArea, NextSeq: 1}
+		if err := a.cfg.Outbox.SaveState(a.st); err != nil {
+			return err
+		}
+	}
+	a.log.Info("attesting offline: self-issued nonces, evidence kept for export")
+	poll := time.NewTicker(a.cfg.Poll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-poll.C:
+			if err := a.tick(); err != nil {
+				a.log.Error("attestation step failed", "err", err)
+			}
+		}
+	}
+}
+
+// Export writes the outbox's records as an offline evidence bundle. With
+// no hub there is no AK binding statement and no policy: the auditor
+// checks the TPM evidence and the chain, and judges the IMA log against a
+// policy of its own.
+func (a *Agent) Export(w io.Writer) (int, error) {
+	certs, _ := a.cfg.TPM.EKCertificates()
+	var ders [][]byte
+	for _, idx := range []uint32{0x01c00002, 0x01c0000a, 0x01c00016} {
+		if c, ok := certs[idx]; ok {
+			ders = append(ders, c)
+		}
+	}
+	tok, err := bundle.NewToken(a.ueid, "device", a.cfg.DeviceID, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	tok.SelfIssued = a.st.Nonce == nil
+	enc, err := bundle.NewEncoder(w, &bundle.Header{Token: tok, EKPublic: a.ek.PublicArea, EKCerts: ders, AKPublic: a.ak.PublicArea})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	if err := a.cfg.Outbox.All(func(r outbox.Record) error { n++; return enc.WriteEncodedRecord(r.Msg) }); err != nil {
+		return n, err
+	}
+	return n, enc.Close()
 }
 
 func (a *Agent) sendEnroll() error {

@@ -48,6 +48,11 @@ func main() {
 			fmt.Fprintln(os.Stderr, "rat-agent:", err)
 			os.Exit(1)
 		}
+	case "export":
+		if err := export(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "rat-agent:", err)
+			os.Exit(1)
+		}
 	case "version":
 		fmt.Println("rat-agent", version)
 	case "-h", "--help", "help":
@@ -59,7 +64,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: rat-agent run [flags] | rat-agent version (rat-agent run -h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: rat-agent run [flags] | rat-agent export [--state DIR] [--tpm T] -o bundle.cbor | rat-agent version")
 }
 
 func run(args []string) error {
@@ -87,6 +92,7 @@ func run(args []string) error {
 		pcrList   = fs.String("pcrs", "0,1,2,3,4,5,6,7,8,9,10", "sha256 PCRs to quote")
 		release   = fs.String("release-file", "/etc/os-release", "os-release file whose IMAGE_VERSION or VERSION_ID names the running release")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
+		offline   = fs.Bool("offline", false, "attest with no hub (air-gapped): self-issued nonces, evidence kept for `rat-agent export`")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -110,8 +116,8 @@ func run(args []string) error {
 		}
 		*deviceID = h
 	}
-	if *hub == "" && *serial == "" {
-		return errors.New("--hub (or --serial) is required")
+	if *hub == "" && *serial == "" && !*offline {
+		return errors.New("--hub (or --serial, or --offline) is required")
 	}
 	pcrs, err := parsePCRs(*pcrList)
 	if err != nil {
@@ -145,6 +151,10 @@ func run(args []string) error {
 		TPM: t, IMA: src, Outbox: ob, PCRs: pcrs, Poll: *poll, Heartbeat: *heartbeat, Baseline: *baseline,
 		Release: func() string { return readRelease(*release) }, Log: log,
 		EventLog: func() ([]byte, error) { return os.ReadFile(*eventLog) },
+		Offline:  *offline,
+	}
+	if *offline {
+		cfg.Broker = "offline"
 	}
 	if *mqttPass != "" {
 		b, err := os.ReadFile(*mqttPass)
@@ -270,4 +280,56 @@ func tlsConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{c}
 	}
 	return tc, nil
+}
+
+// export writes the outbox (an offline device's whole history, or an
+// online device's unacknowledged records) as an evidence bundle. The agent
+// must not be running: the outbox is locked while it is.
+func export(args []string) error {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	state := fs.String("state", "/var/lib/rat-agent", "state directory (the outbox)")
+	tpmAddr := fs.String("tpm", "", "TPM (as for run)")
+	deviceID := fs.String("device-id", "", "device id (default: the host name)")
+	fleet := fs.String("fleet", "default", "fleet id")
+	out := fs.String("o", "bundle.cbor", "output file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *deviceID == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return err
+		}
+		*deviceID = h
+	}
+	ob, err := outbox.Open(filepath.Join(*state, "outbox.db"))
+	if err != nil {
+		return fmt.Errorf("%w (stop the agent first)", err)
+	}
+	defer ob.Close()
+	t, err := tpm.Open(*tpmAddr)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	a, err := agent.New(agent.Config{DeviceID: *deviceID, Fleet: *fleet, Broker: "export", TPM: t, IMA: imasrc.NewSecurityFS(""), Outbox: ob})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	w, err := os.Create(*out)
+	if err != nil {
+		return err
+	}
+	n, err := a.Export(w)
+	if err != nil {
+		w.Close()
+		os.Remove(*out)
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s: %d records\n", *out, n)
+	return nil
 }
