@@ -3,8 +3,8 @@ package server
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
