@@ -124,6 +124,9 @@ func startProc(t *testing.T, logDir, name string, env []string, bin string, args
 		t.Fatalf("start %s: %v", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	latestMu.Lock()
+	latest[logPath] = p
+	latestMu.Unlock()
 	go func() {
 		_ = cmd.Wait()
 		f.Close()
@@ -132,12 +135,21 @@ func startProc(t *testing.T, logDir, name string, env []string, bin string, args
 	t.Cleanup(func() {
 		p.signal(syscall.SIGKILL)
 		<-p.done
-		if t.Failed() || os.Getenv("RAT_INTEGRATION_LOGS") == "1" {
+		latestMu.Lock()
+		last := latest[logPath] == p // a restarted process shares its log: show it once
+		latestMu.Unlock()
+		if last && (t.Failed() || os.Getenv("RAT_INTEGRATION_LOGS") == "1") {
 			t.Logf("--- tail of %s (%s)\n%s", name, logPath, tail(logPath, 40))
 		}
 	})
 	return p
 }
+
+// latest is the newest process writing each log file.
+var (
+	latestMu sync.Mutex
+	latest   = map[string]*proc{}
+)
 
 func (p *proc) signal(sig syscall.Signal) {
 	if p.exited() {
