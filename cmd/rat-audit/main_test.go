@@ -138,7 +138,7 @@ func TestExportOpenVerifySh(t *testing.T) {
 	requireTools(t, "tpm2_checkquote", "tpm2_print", "tpm2_eventlog", "evmctl", "cosign")
 	fs := setup(t)
 	trustedRoot, _ := filepath.Abs("../../audit/policysig/testdata/trusted-root-public-good.json")
-	runSh := func(dir string) (int, string) {
+	runSh := func(t *testing.T, dir string) (int, string) {
 		cmd := exec.Command("bash", filepath.Join(dir, "verify.sh"))
 		cmd.Env = append(os.Environ(), "POLICY_KEY="+fs.polKey, "IGNORE_TLOG=1", "TRUSTED_ROOT="+trustedRoot)
 		out, err := cmd.CombinedOutput()
@@ -150,15 +150,15 @@ func TestExportOpenVerifySh(t *testing.T) {
 		}
 		return 0, string(out)
 	}
-	export := func(name string) string {
+	export := func(t *testing.T, name string) string {
 		dir := filepath.Join(t.TempDir(), name)
 		if code, out := runCLI("export-open", fs.good, dir); code != 0 {
 			t.Fatalf("export-open: %d %s", code, out)
 		}
 		return dir
 	}
-	dir := export("good")
-	code, out := runSh(dir)
+	dir := export(t, "good")
+	code, out := runSh(t, dir)
 	if code != 0 {
 		t.Fatalf("verify.sh on a good bundle: exit %d\n%s", code, out)
 	}
@@ -171,7 +171,7 @@ func TestExportOpenVerifySh(t *testing.T) {
 	if len(quotes) != 7 {
 		t.Fatalf("%d quote dirs", len(quotes))
 	}
-	flip := func(p string, at int) {
+	flip := func(t *testing.T, p string, at int) {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
@@ -186,13 +186,13 @@ func TestExportOpenVerifySh(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		mut  func(dir string, quotes []string)
-		want string
+		mut  func(t *testing.T, dir string, quotes []string)
+		want string // the layer whose check must fail
 	}{
-		{"attest byte", func(d string, q []string) { flip(filepath.Join(q[2], "quote.attest"), -3) }, "tpm2_checkquote"},
-		{"PCR value", func(d string, q []string) { flip(filepath.Join(q[3], "pcrs.bin"), 5) }, "tpm2_checkquote"},
-		{"claims", func(d string, q []string) { flip(filepath.Join(q[1], "claims.cbor"), -2) }, "claims"},
-		{"event log", func(d string, q []string) {
+		{"attest byte", func(t *testing.T, d string, q []string) { flip(t, filepath.Join(q[2], "quote.attest"), -3) }, "quote"},
+		{"PCR value", func(t *testing.T, d string, q []string) { flip(t, filepath.Join(q[3], "pcrs.bin"), 5) }, "quote"},
+		{"claims", func(t *testing.T, d string, q []string) { flip(t, filepath.Join(q[1], "claims.cbor"), -2) }, "claims"},
+		{"event log", func(t *testing.T, d string, q []string) {
 			logs, _ := filepath.Glob(filepath.Join(d, "eventlog", "*.bin"))
 			b, _ := os.ReadFile(logs[0])
 			l, err := eventlog.Parse(b)
@@ -201,22 +201,23 @@ func TestExportOpenVerifySh(t *testing.T) {
 			}
 			for _, e := range l.Events {
 				if dg, ok := e.Digest(0x000b); ok && e.PCR == 4 {
-					flip(logs[0], bytes.Index(b, dg)) // a PCR 4 digest: the boot loader
+					flip(t, logs[0], bytes.Index(b, dg)) // a PCR 4 digest: the boot loader
 					return
 				}
 			}
 			t.Fatal("no PCR 4 event")
 		}, "firmware"},
-		{"IMA log", func(d string, q []string) { flip(filepath.Join(d, "ima", "boot-1.bin"), 200) }, "evmctl"},
-		{"policy", func(d string, q []string) { flip(filepath.Join(d, "policies", "01", "policy.json"), 30) }, "cosign"},
-		{"quote removed", func(d string, q []string) { os.RemoveAll(q[3]) }, "chain"},
+		{"IMA log", func(t *testing.T, d string, q []string) { flip(t, filepath.Join(d, "ima", "boot-1.bin"), 200) }, "ima"},
+		{"policy", func(t *testing.T, d string, q []string) { flip(t, filepath.Join(d, "policies", "01", "policy.json"), 30) }, "policy"},
+		{"quote removed", func(t *testing.T, d string, q []string) { os.RemoveAll(q[3]) }, "chain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := export(strings.ReplaceAll(tc.name, " ", "-"))
+			t.Parallel()
+			d := export(t, strings.ReplaceAll(tc.name, " ", "-"))
 			q, _ := filepath.Glob(filepath.Join(d, "quotes", "*"))
-			tc.mut(d, q)
-			code, out := runSh(d)
-			if code != 1 || !strings.Contains(out, "FAILED  "+strings.Fields(tc.want)[0]) && !strings.Contains(out, tc.want) {
+			tc.mut(t, d, q)
+			code, out := runSh(t, d)
+			if code != 1 || !strings.Contains(out, "FAILED  "+tc.want+" ") {
 				t.Fatalf("verify.sh after changing %s: exit %d\n%s", tc.name, code, out)
 			}
 		})
