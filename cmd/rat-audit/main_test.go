@@ -208,7 +208,9 @@ func TestExportOpenVerifySh(t *testing.T) {
 			t.Fatal("no PCR 4 event")
 		}, "firmware"},
 		{"IMA log", func(t *testing.T, d string, q []string) { flip(t, filepath.Join(d, "ima", "boot-1.bin"), 200) }, "ima"},
-		{"policy", func(t *testing.T, d string, q []string) { flip(t, filepath.Join(d, "policies", "01", "policy.json"), 30) }, "policy"},
+		{"policy", func(t *testing.T, d string, q []string) {
+			flip(t, filepath.Join(d, "policies", "01", "policy.json"), 30)
+		}, "policy"},
 		{"quote removed", func(t *testing.T, d string, q []string) { os.RemoveAll(q[3]) }, "chain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
