@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -64,6 +65,10 @@ func serve(args []string) int {
 	tofu := fs.Bool("ek-tofu-unsafe", false, "enroll devices whose EK certificate does not verify, trusting the EK on first use (recorded per device)")
 	unsigned := fs.Bool("allow-unsigned-policies-unsafe", false, "activate runtime policies without a signature check")
 	stale := fs.Duration("stale-after", 30*time.Second, "mark a device STALE after this long without verified evidence")
+	tlsListen := fs.String("mqtt-tls-listen", "", "embedded broker TLS listener for devices (e.g. 0.0.0.0:8883); the plain one then serves only the hub")
+	tlsCert := fs.String("mqtt-tls-cert", "", "PEM certificate of the TLS listener")
+	tlsKey := fs.String("mqtt-tls-key", "", "PEM key of the TLS listener")
+	clientCA := fs.String("mqtt-client-ca", "", "PEM CA of device client certificates (required: username = certificate CN)")
 	addrFile := fs.String("addr-file", "", "write the actual listen addresses as JSON to this file")
 	fs.Var(&webhooks, "revoke-webhook", "POST revocation events to this URL (repeatable); secret from RAT_WEBHOOK_SECRET")
 	fs.Var(&execs, "revoke-exec", "run this program on revocation (repeatable; event in env and stdin)")
@@ -131,6 +136,14 @@ func serve(args []string) int {
 	}
 	cfg := server.Config{Key: key, Store: st, Verifier: vc, Fleet: *fleet, MQTT: *mqttURL, MQTTUser: *mqttUser, MQTTPassword: pass,
 		EmbeddedAddr: *mqttListen, StaleAfter: *stale, Actions: actions, AllowUnsignedPoliciesUnsafe: *unsigned, Log: log}
+	if *tlsListen != "" {
+		tc, err := brokerTLS(*tlsCert, *tlsKey, *clientCA)
+		if err != nil {
+			log.Error("mqtt tls", "err", err)
+			return 1
+		}
+		cfg.EmbeddedTLSAddr, cfg.EmbeddedTLS = *tlsListen, tc
+	}
 	for _, f := range configHooks {
 		if err := f(&cfg); err != nil {
 			log.Error("config", "err", err)
@@ -179,6 +192,27 @@ func serve(args []string) int {
 	defer cancel()
 	_ = hs.Shutdown(sctx)
 	return 0
+}
+
+func brokerTLS(cert, key, clientCA string) (*tls.Config, error) {
+	c, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("--mqtt-tls-cert/--mqtt-tls-key: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{c}}
+	if clientCA == "" {
+		return nil, errors.New("--mqtt-client-ca is required: devices authenticate with client certificates")
+	}
+	pem, err := os.ReadFile(clientCA)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--mqtt-client-ca %s: no certificates", clientCA)
+	}
+	tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	return tc, nil
 }
 
 // configHooks let other files adjust the server config (policy signature

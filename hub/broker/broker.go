@@ -22,9 +22,12 @@ const HubUser = "rat-hub"
 type Config struct {
 	// Addr is the listen address (host:port; port 0 picks a free one).
 	Addr string
-	// TLS, when set, serves MQTT over TLS; with ClientAuth set to require
-	// certificates, usernames are bound to certificate common names.
-	TLS *tls.Config
+	// TLSAddr and TLS, when set, add a TLS listener for devices; with
+	// ClientAuth set to require certificates, usernames are bound to the
+	// certificates' common names. The plain listener on Addr then admits
+	// only the hub's own client (keep it on loopback).
+	TLSAddr string
+	TLS     *tls.Config
 	// Fleet is the only fleet whose topics devices may use.
 	Fleet string
 	// HubSecret is the password of the hub's client.
@@ -38,6 +41,7 @@ type Config struct {
 type Broker struct {
 	srv *mqtt.Server
 	l   *listeners.TCP
+	tl  *listeners.TCP
 }
 
 // Start starts the broker.
@@ -52,20 +56,35 @@ func Start(cfg Config) (*Broker, error) {
 	if err := srv.AddHook(&acl{cfg: cfg}, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	l := listeners.NewTCP(listeners.Config{ID: "rat", Address: cfg.Addr, TLSConfig: cfg.TLS})
+	l := listeners.NewTCP(listeners.Config{ID: "rat", Address: cfg.Addr})
 	if err := srv.AddListener(l); err != nil {
 		return nil, fmt.Errorf("broker: listen %s: %w", cfg.Addr, err)
+	}
+	var tl *listeners.TCP
+	if cfg.TLS != nil {
+		tl = listeners.NewTCP(listeners.Config{ID: "rat-tls", Address: cfg.TLSAddr, TLSConfig: cfg.TLS})
+		if err := srv.AddListener(tl); err != nil {
+			return nil, fmt.Errorf("broker: listen %s: %w", cfg.TLSAddr, err)
+		}
 	}
 	go func() {
 		if err := srv.Serve(); err != nil {
 			log.Error("broker stopped", "err", err)
 		}
 	}()
-	return &Broker{srv: srv, l: l}, nil
+	return &Broker{srv: srv, l: l, tl: tl}, nil
 }
 
-// Addr is the address the broker listens on.
+// Addr is the address of the plain listener.
 func (b *Broker) Addr() string { return b.l.Address() }
+
+// TLSAddr is the address of the TLS listener ("" if none).
+func (b *Broker) TLSAddr() string {
+	if b.tl == nil {
+		return ""
+	}
+	return b.tl.Address()
+}
 
 // Close stops the broker.
 func (b *Broker) Close() error { return b.srv.Close() }
@@ -95,6 +114,10 @@ func (a *acl) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 			a.denied(user, "", "wrong hub secret")
 		}
 		return ok
+	}
+	if a.cfg.TLS != nil && cl.Net.Listener != "rat-tls" {
+		a.denied(user, "", "devices must use the TLS listener")
+		return false
 	}
 	if err := protocol.ValidID(user); err != nil {
 		a.denied(user, "", "username is not a device id")

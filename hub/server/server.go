@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -40,6 +41,10 @@ type Config struct {
 	MQTTUser     string
 	MQTTPassword string
 	EmbeddedAddr string
+	// EmbeddedTLSAddr and EmbeddedTLS add a TLS listener for devices to the
+	// embedded broker (the plain one then serves only the hub itself).
+	EmbeddedTLSAddr string
+	EmbeddedTLS     *tls.Config
 	// StaleAfter marks a TRUSTED device STALE when no evidence verified for
 	// this long (default 30 s: three default heartbeats).
 	StaleAfter time.Duration
@@ -86,6 +91,7 @@ type Server struct {
 	policies  map[string]*cachedPolicy
 	Metrics   Metrics
 	brokerURL string
+	deviceURL string
 	qmu       sync.RWMutex
 	closed    bool
 }
@@ -155,7 +161,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if addr == "" {
 			addr = "127.0.0.1:0"
 		}
-		b, err := broker.Start(broker.Config{Addr: addr, Fleet: cfg.Fleet, HubSecret: hex.EncodeToString(secret), Log: cfg.Log.With("component", "broker"),
+		b, err := broker.Start(broker.Config{Addr: addr, TLSAddr: cfg.EmbeddedTLSAddr, TLS: cfg.EmbeddedTLS, Fleet: cfg.Fleet, HubSecret: hex.EncodeToString(secret), Log: cfg.Log.With("component", "broker"),
 			OnDenied: func(u, t, why string) {
 				s.Metrics.Denied.Add(1)
 				s.log.Warn("broker refused", "user", u, "topic", t, "why", why)
@@ -168,6 +174,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		url, user, pass = "tcp://"+b.Addr(), broker.HubUser, hex.EncodeToString(secret)
 	}
 	s.brokerURL = url
+	if s.broker != nil && s.broker.TLSAddr() != "" {
+		s.deviceURL = "ssl://" + s.broker.TLSAddr()
+	} else {
+		s.deviceURL = url
+	}
 	for i := 0; i < cfg.Workers; i++ {
 		q := make(chan msg, 256)
 		s.queues = append(s.queues, q)
@@ -206,8 +217,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// BrokerURL is the broker devices should use (the embedded one's address).
-func (s *Server) BrokerURL() string { return s.brokerURL }
+// BrokerURL is the broker devices should use (the embedded one's address;
+// its TLS listener when it has one).
+func (s *Server) BrokerURL() string { return s.deviceURL }
 
 // Close stops the hub.
 func (s *Server) Close() error {
