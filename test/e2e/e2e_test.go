@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,7 +29,9 @@ const (
 //  1. SeaBIOS: the agent enrolls with --baseline; the hub verifies the EK
 //     chain to the test's CA (no TOFU), the SeaBIOS event log against the
 //     quoted PCRs 0-7 and the kernel's IMA log against PCR 10, and the device
-//     is TRUSTED. The guest then runs a program written after enrollment:
+//     is TRUSTED. The hub restarts: qemu's client chardev reconnects and the
+//     agent reopens its virtio-serial port and carries on. The guest then
+//     runs a program written after enrollment:
 //     the device becomes UNTRUSTED naming it, and nothing else.
 //  2. OVMF (UEFI, PCR 7) on the same TPM: the hub sees the new boot (TPM
 //     reset, new boot id) with no new failure — the UEFI event log replays
@@ -85,6 +88,22 @@ func TestRealKernel(t *testing.T) {
 	}
 	t.Logf("boot 1 (SeaBIOS): TRUSTED, EK issuer %s, %d IMA entries verified", d.EKIssuer, d.IMAEntries)
 
+	// The hub (and its broker) restarts: qemu's chardev reconnects, the
+	// guest's port sees the host side go and come back, and the agent
+	// reopens it and carries on.
+	connects := strings.Count(readFile(g.console), "connected to broker")
+	h.stop(t)
+	h.start(t)
+	eventually(t, verdictTimeout, "the agent reconnecting over virtio-serial", func() (bool, string) {
+		n := strings.Count(readFile(g.console), "connected to broker")
+		return n > connects, fmt.Sprintf("%d connects", n)
+	})
+	q := d.Quotes
+	d = h.waitDevice(t, g, id, "a quote after the hub restart", verdictTimeout, func(d deviceView) bool { return d.Quotes > q })
+	if d.State != "TRUSTED" {
+		t.Fatalf("after the hub restart: %s %s", d.State, d.Reason)
+	}
+
 	g.send(t, "dropper")
 	g.waitConsole(t, "rat-e2e: dropper ran", verdictTimeout)
 	d = h.waitDevice(t, g, id, "UNTRUSTED", verdictTimeout, func(d deviceView) bool { return d.State == "UNTRUSTED" })
@@ -124,7 +143,7 @@ func TestRealKernel(t *testing.T) {
 		t.Fatalf("clear on the OVMF boot: state %s %s; want TRUSTED (the boot's log fits the policy)", cleared.State, cleared.Reason)
 	}
 	// It stays TRUSTED on the records that follow.
-	q := cleared.Quotes
+	q = cleared.Quotes
 	d = h.waitDevice(t, g, id, "two more quotes", verdictTimeout, func(d deviceView) bool { return d.Quotes >= q+2 })
 	if d.State != "TRUSTED" {
 		t.Errorf("OVMF boot after clear: %s %s", d.State, d.Reason)

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -169,18 +170,28 @@ func (g *guest) powerOff(t *testing.T) {
 	}
 }
 
-// hub is a running rat-hub with its embedded broker.
+// hub is a running rat-hub with its embedded broker, on a fixed loopback
+// port so that a restarted hub is where the guest's chardev reconnects.
 type hub struct {
-	data, api, mqtt, token string
-	proc                   *proc
+	bin, logDir, data, ekRoots string
+	api, mqtt, token           string
+	proc                       *proc
 }
 
 func startHub(t *testing.T, bin, logDir, data, ekRoots string) *hub {
 	t.Helper()
-	h := &hub{data: data}
-	addrFile := filepath.Join(data, "addrs.json")
-	h.proc = startProc(t, logDir, "rat-hub", exec.Command(bin, "serve", "--data", data,
-		"--http", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--ek-roots", ekRoots,
+	h := &hub{bin: bin, logDir: logDir, data: data, ekRoots: ekRoots, mqtt: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	h.start(t)
+	return h
+}
+
+// start (re)starts the hub on its data directory and broker port.
+func (h *hub) start(t *testing.T) {
+	t.Helper()
+	addrFile := filepath.Join(h.data, "addrs.json")
+	_ = os.Remove(addrFile)
+	h.proc = startProc(t, h.logDir, "rat-hub", exec.Command(h.bin, "serve", "--data", h.data,
+		"--http", "127.0.0.1:0", "--mqtt-listen", h.mqtt, "--ek-roots", h.ekRoots,
 		"--allow-unsigned-policies-unsafe", "--stale-after", "10m", "--addr-file", addrFile))
 	eventually(t, 30*time.Second, "rat-hub addr file", func() (bool, string) {
 		if h.proc.exited() {
@@ -190,19 +201,27 @@ func startHub(t *testing.T, bin, logDir, data, ekRoots string) *hub {
 		if err != nil {
 			return false, ""
 		}
-		var a struct{ HTTP, MQTT string }
+		var a struct{ HTTP string }
 		if err := json.Unmarshal(b, &a); err != nil {
 			return false, err.Error()
 		}
-		h.api, h.mqtt = a.HTTP, strings.TrimPrefix(a.MQTT, "tcp://")
+		h.api = a.HTTP
 		return true, ""
 	})
-	tok, err := os.ReadFile(filepath.Join(data, "operator.token"))
+	tok, err := os.ReadFile(filepath.Join(h.data, "operator.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.token = strings.TrimSpace(string(tok))
-	return h
+}
+
+// stop SIGTERMs the hub by its PID (SIGKILL if it lingers).
+func (h *hub) stop(t *testing.T) {
+	t.Helper()
+	_ = h.proc.cmd.Process.Signal(syscall.SIGTERM)
+	if !h.proc.wait(15 * time.Second) {
+		t.Log("rat-hub did not exit on SIGTERM; killed it")
+	}
 }
 
 func (h *hub) call(method, path string, v any) error {
