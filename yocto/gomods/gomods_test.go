@@ -151,6 +151,7 @@ func TestClassify(t *testing.T) {
 		{"Permission to use, copy, modify, and/or distribute this software for any purpose with or without fee is hereby granted", "ISC"},
 		{"Eclipse Public License - v 2.0\n ... and Eclipse Distribution License v1.0", "(BSD-3-Clause | EPL-2.0)"},
 		{"Eclipse Public License - v 2.0", "EPL-2.0"},
+		{"MIT License ... Permission is hereby granted, free of charge, to any person obtaining a copy ... Apache License\nVersion 2.0", "(Apache-2.0 & MIT)"},
 	}
 	for _, c := range cases {
 		got, err := Classify([]byte(c.text))

@@ -103,29 +103,44 @@ func isLicenseName(name string) bool {
 
 // Classify names the SPDX license of a license text by the sentences each
 // license is made of. It knows the licenses Go modules commonly carry and
-// refuses the rest rather than guess.
+// refuses the rest rather than guess. A file that carries several licenses
+// (gopkg.in/yaml.v3: MIT and Apache-2.0) gets all of them, joined by "&".
 func Classify(text []byte) (string, error) {
 	t := strings.Join(strings.Fields(strings.ToLower(string(text))), " ")
 	has := func(s string) bool { return strings.Contains(t, s) }
-	switch {
-	case has("eclipse public license - v 2.0") && has("eclipse distribution license"):
-		// Eclipse dual licensing (paho): the recipient picks either.
-		return "(BSD-3-Clause | EPL-2.0)", nil
-	case has("eclipse public license - v 2.0"):
-		return "EPL-2.0", nil
-	case has("apache license") && has("version 2.0"):
-		return "Apache-2.0", nil
-	case has("mozilla public license version 2.0") || has("mozilla public license, version 2.0"):
-		return "MPL-2.0", nil
-	case has("permission is hereby granted, free of charge, to any person obtaining a copy"):
-		return "MIT", nil
-	case has("redistribution and use in source and binary forms"):
-		if has("neither the name") || has("may be used to endorse or promote products") {
-			return "BSD-3-Clause", nil
+	if has("eclipse public license - v 2.0") {
+		if has("eclipse distribution license") {
+			// Eclipse dual licensing (paho): the recipient picks either.
+			return "(BSD-3-Clause | EPL-2.0)", nil
 		}
-		return "BSD-2-Clause", nil
-	case has("permission to use, copy, modify, and/or distribute this software for any purpose with or without fee"):
-		return "ISC", nil
+		return "EPL-2.0", nil
 	}
-	return "", fmt.Errorf("license text not recognised (add it to gomods.Classify after reading it)")
+	var ids []string
+	if has("apache license") && has("version 2.0") {
+		ids = append(ids, "Apache-2.0")
+	}
+	if has("mozilla public license version 2.0") || has("mozilla public license, version 2.0") {
+		ids = append(ids, "MPL-2.0")
+	}
+	if has("permission is hereby granted, free of charge, to any person obtaining a copy") {
+		ids = append(ids, "MIT")
+	}
+	if has("redistribution and use in source and binary forms") {
+		if has("neither the name") || has("may be used to endorse or promote products") {
+			ids = append(ids, "BSD-3-Clause")
+		} else {
+			ids = append(ids, "BSD-2-Clause")
+		}
+	}
+	if has("permission to use, copy, modify, and/or distribute this software for any purpose with or without fee") ||
+		has("permission to use, copy, modify, and distribute this software for any purpose with or without fee") {
+		ids = append(ids, "ISC")
+	}
+	switch len(ids) {
+	case 0:
+		return "", fmt.Errorf("license text not recognised (add it to gomods.Classify after reading it)")
+	case 1:
+		return ids[0], nil
+	}
+	return "(" + strings.Join(ids, " & ") + ")", nil
 }

@@ -20,7 +20,7 @@ SRC_URI = "git://github.com/ratatouille/rat.git;protocol=https;branch=main;dests
            file://rat-agent.service \
            file://rat-agent.conf \
            "
-SRCREV = "51eb30c2bcdcfebebc06ec61884d74cb0ea3d86e"
+SRCREV = "046c98328a02d0c38d22e0848cfc33ab02035c73"
 PV = "0.1+git"
 
 require ${BPN}-go-mods.inc
@@ -42,7 +42,7 @@ export GOTOOLCHAIN = "local"
 # The go directive of device/go.mod: older Go (styhead ships 1.22) cannot
 # build the module with GOTOOLCHAIN=local, so the recipe is skipped there
 # with the reason instead of failing in do_compile.
-RAT_AGENT_GO_MIN = "1.24"
+RAT_AGENT_GO_MIN = "1.25"
 
 inherit go-mod systemd
 
