@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -166,7 +167,94 @@ var (
 )
 
 // Bolt is the embedded store.
-type Bolt struct{ db *bolt.DB }
+type Bolt struct {
+	db *bolt.DB
+	// Writes from Save and AppendEvents go through one committer: while it
+	// commits (two fsyncs), new writes queue, and the next commit takes all
+	// of them. bbolt's own Batch closes a batch MaxBatchDelay after its
+	// first call, so under load several small batches queued behind each
+	// fsync, and the hub's throughput was fsyncs/s × a few records.
+	reqs      chan commitReq
+	closeMu   sync.RWMutex
+	closed    bool
+	committed sync.WaitGroup
+}
+
+type commitReq struct {
+	fn   func(*bolt.Tx) error
+	done chan error
+}
+
+// maxGroup bounds the writes of one commit (bounds the transaction's
+// dirty pages, as bbolt's MaxBatchSize does).
+const maxGroup = 2048
+
+// batchErr names the request of a group whose function failed.
+type batchErr struct {
+	i   int
+	err error
+}
+
+func (e *batchErr) Error() string { return e.err.Error() }
+
+func (s *Bolt) committer() {
+	defer s.committed.Done()
+	for r := range s.reqs {
+		group := []commitReq{r}
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break drain
+				}
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		s.runGroup(group)
+	}
+}
+
+// runGroup commits group in one transaction. If one function fails, the
+// transaction is rolled back, that request gets its error and the others
+// are committed again without it (bbolt's Batch does the same).
+func (s *Bolt) runGroup(group []commitReq) {
+	for len(group) > 0 {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, r := range group {
+				if err := r.fn(tx); err != nil {
+					return &batchErr{i: i, err: err}
+				}
+			}
+			return nil
+		})
+		var be *batchErr
+		if errors.As(err, &be) {
+			group[be.i].done <- be.err
+			group = append(group[:be.i:be.i], group[be.i+1:]...)
+			continue
+		}
+		for _, r := range group {
+			r.done <- err
+		}
+		return
+	}
+}
+
+// write runs fn in a group commit and returns when it is durable.
+func (s *Bolt) write(fn func(*bolt.Tx) error) error {
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return errors.New("store: closed")
+	}
+	done := make(chan error, 1)
+	s.reqs <- commitReq{fn: fn, done: done}
+	s.closeMu.RUnlock()
+	return <-done
+}
 
 // OpenBolt opens or creates the store at path.
 func OpenBolt(path string) (*Bolt, error) {
@@ -174,7 +262,6 @@ func OpenBolt(path string) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bDevices, bEvents, bEvidence, bPolicies, bActive, bKV} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -187,11 +274,23 @@ func OpenBolt(path string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	return &Bolt{db: db}, nil
+	s := &Bolt{db: db, reqs: make(chan commitReq, maxGroup)}
+	s.committed.Add(1)
+	go s.committer()
+	return s, nil
 }
 
 // Close closes the file.
-func (s *Bolt) Close() error { return s.db.Close() }
+func (s *Bolt) Close() error {
+	s.closeMu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.reqs)
+	}
+	s.closeMu.Unlock()
+	s.committed.Wait()
+	return s.db.Close()
+}
 
 func u64(v uint64) []byte {
 	var b [8]byte
@@ -244,7 +343,7 @@ func (s *Bolt) Save(d *Device, events []Event, seq uint64, raw []byte) error {
 			return err
 		}
 	}
-	return s.db.Batch(func(tx *bolt.Tx) error {
+	return s.write(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bDevices).Put([]byte(d.Key), dv); err != nil {
 			return err
 		}
@@ -275,7 +374,7 @@ func (s *Bolt) Save(d *Device, events []Event, seq uint64, raw []byte) error {
 
 // AppendEvents adds events to key's history.
 func (s *Bolt) AppendEvents(key string, events []Event) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
+	return s.write(func(tx *bolt.Tx) error {
 		eb, err := tx.Bucket(bEvents).CreateBucketIfNotExists([]byte(key))
 		if err != nil {
 			return err
