@@ -26,8 +26,17 @@ import (
 // position is the replay of those entries. The per-attestation cost must
 // not depend on the history (O(delta)).
 func BenchmarkEvidenceDelta(b *testing.B) {
-	for _, history := range []int{0, 100000} {
-		b.Run(fmt.Sprintf("history=%d", history), func(b *testing.B) {
+	type fixture struct {
+		d   *store.Device
+		raw []byte
+		v   *Verifier
+	}
+	// The fixtures are made once (b.Run calls its function once per b.N
+	// round); each needs its own simulator, which is one per process.
+	var fixtures []fixture
+	histories := []int{0, 100000}
+	for _, history := range histories {
+		func() {
 			sim, err := simulator.Get()
 			if err != nil {
 				b.Fatal(err)
@@ -103,14 +112,19 @@ func BenchmarkEvidenceDelta(b *testing.B) {
 				b.Fatal(err)
 			}
 			v := New(Config{Policies: func(string) (*runtimepolicy.Policy, string, error) { return pol, "p", nil }})
+			fixtures = append(fixtures, fixture{d: d, raw: raw, v: v})
+		}()
+	}
+	for i, history := range histories {
+		f := fixtures[i]
+		b.Run(fmt.Sprintf("history=%d", history), func(b *testing.B) {
 			b.ReportAllocs()
-			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				var e protocol.Evidence
-				if err := protocol.Unmarshal(raw, &e); err != nil {
+				if err := protocol.Unmarshal(f.raw, &e); err != nil {
 					b.Fatal(err)
 				}
-				out := v.Evidence(d, raw, &e, nil)
+				out := f.v.Evidence(f.d, f.raw, &e, nil)
 				if a := out.Reply.(*protocol.Ack); a.Rejected || out.Device == nil || out.Device.State != store.Trusted {
 					b.Fatalf("record not accepted: %+v %v", a, out.Events)
 				}
