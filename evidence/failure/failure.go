@@ -127,4 +127,9 @@ const (
 	// OTA.
 	OTAUnknownRelease = "ota.release.unknown"
 	OTARolloutWindow  = "ota.release.outside_window"
+	// OTAReleaseNotApproved: the device runs a release the hub has but
+	// nobody approved (no verified policy signature).
+	OTAReleaseNotApproved = "ota.release.not_approved"
+	// OTAReleaseRetired: the device runs a release that was retired.
+	OTAReleaseRetired = "ota.release.retired"
 )

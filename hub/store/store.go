@@ -69,6 +69,11 @@ type Device struct {
 	PendingStart uint64 `json:"pending_start,omitempty"`
 	PendingIMA   []byte `json:"pending_ima,omitempty"`
 	Release      string `json:"release,omitempty"`
+	// ReleaseFrom is the release the device ran before it switched to
+	// Release without a reboot, since ReleaseSwitched; empty once it
+	// rebooted or the rollout window closed (hub/verifier release.go).
+	ReleaseFrom     string    `json:"release_from,omitempty"`
+	ReleaseSwitched time.Time `json:"release_switched,omitzero"`
 
 	// Measured boot, from the firmware event log of the current boot.
 	EventLogVerified bool  `json:"event_log_verified,omitempty"`
