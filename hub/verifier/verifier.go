@@ -42,6 +42,9 @@ type Config struct {
 	// PCRs that every quote must cover in the sha256 bank (default 0–10).
 	PCRs     []int
 	Policies PolicySource
+	// Releases, when set, judges the devices of a group that has OTA
+	// releases by the policy of the release they report (release.go).
+	Releases ReleaseSource
 	Now      func() time.Time
 	// NonceWindow is how many issued nonces are remembered per device
 	// (default 64): records queued while offline use older ones.
@@ -462,8 +465,10 @@ func (v *Verifier) Evidence(d *store.Device, raw []byte, m *protocol.Evidence, s
 			bootAgg = append(bootAgg, hex.EncodeToString(agg))
 		}
 	}
-	p, digest, err := v.cfg.Policies(d.Group)
-	if err != nil && d.Baseline && newBoot && start == 0 {
+	p, digest, err := v.policyFor(d, &nd, newBoot, m.Seq, now, &out)
+	var rerr *releaseError
+	byRelease := errors.As(err, &rerr)
+	if err != nil && !byRelease && d.Baseline && newBoot && start == 0 {
 		// Baseline enrollment: this first full log becomes the group's
 		// policy (seed doc 004); the hub stores it as Baseline::<group>.
 		bp, gerr := runtimepolicy.FromEntries(all)
@@ -476,7 +481,9 @@ func (v *Verifier) Evidence(d *store.Device, raw []byte, m *protocol.Evidence, s
 			}
 		}
 	}
-	if err != nil {
+	if byRelease {
+		events = append(events, rerr.e)
+	} else if err != nil {
 		events = append(events, failure.Event{ID: failure.RuntimePolicyMissing, Severity: failure.Critical, Context: "group " + d.Group + ": " + err.Error()})
 	} else {
 		nd.UsePolicy(digest, m.Seq, now)
