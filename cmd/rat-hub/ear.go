@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -300,17 +301,22 @@ func (t *tokenService) authorize(a *api.API, r *http.Request) bool {
 	return true
 }
 
-// loadRPCredentials reads "name sha256:<64 hex>" lines ('#' comments). The
-// hub keeps only hashes, so the file does not hold usable credentials.
+// loadRPCredentials reads a relying-party credentials file.
 func loadRPCredentials(path string) ([]rpCredential, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokens: relying-party credentials: %w", err)
 	}
 	defer f.Close()
+	return parseRPCredentials(f, path)
+}
+
+// parseRPCredentials reads "name sha256:<64 hex>" lines ('#' comments). The
+// hub keeps only hashes, so the file does not hold usable credentials.
+func parseRPCredentials(r io.Reader, path string) ([]rpCredential, error) {
 	var out []rpCredential
 	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
