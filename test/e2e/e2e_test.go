@@ -3,7 +3,10 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -151,18 +154,97 @@ func TestRealKernel(t *testing.T) {
 	t.Logf("boot 2 (OVMF): new boot verified, no failures; TRUSTED after clear, %d IMA entries", d.IMAEntries)
 	g.powerOff(t)
 
-	exportBundle(t, bin, h, id, work)
+	exportBundle(t, bin, h, id, ekRoots, work)
 }
 
-// exportBundle exports the device's evidence for both boots and has
-// rat-audit verify it offline, when this tree's rat-hub has an export
-// command.
-func exportBundle(t *testing.T, bin string, h *hub, id, work string) {
+// exportBundle exports the device's evidence for both boots with rat-hub
+// export and has rat-audit verify it offline, with the test CA as EK roots
+// and the hub's public key pinned: the real kernel's quotes, IMA log and
+// both firmware event logs must verify, the chain must be continuous across
+// the reboot, and the audit must reach the hub's verdict — UNTRUSTED,
+// naming the dropper.
+func exportBundle(t *testing.T, bin string, h *hub, id, ekRoots, work string) {
 	t.Helper()
 	out, _ := exec.Command(filepath.Join(bin, "rat-hub")).CombinedOutput()
 	if !strings.Contains(string(out), "export") {
 		t.Log("SKIP bundle step: rat-hub has no export command in this tree")
 		return
 	}
-	t.Log("SKIP bundle step: rat-hub export exists but this test does not drive it yet")
+	auditBin := filepath.Join(bin, "rat-audit")
+	if _, err := os.Stat(auditBin); err != nil {
+		t.Fatalf("rat-audit: %v (run make build, or set RAT_BIN)", err)
+	}
+	bundle := filepath.Join(work, id+".bundle.cbor")
+	cmd := exec.Command(filepath.Join(bin, "rat-hub"), "export", "--hub", h.api,
+		"--token-file", filepath.Join(h.data, "operator.token"), "--device", id, "-o", bundle)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("rat-hub export: %v\n%s", err, out)
+	}
+	hubKey := filepath.Join(work, "hub-key.pub.pem")
+	req, err := http.Get(h.api + "/v1/hub-key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	if err != nil || req.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/hub-key: %v %s", err, req.Status)
+	}
+	if err := os.WriteFile(hubKey, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd = exec.Command(auditBin, "verify", "--json", "--ek-roots", ekRoots, "--hub-key", hubKey, bundle)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	code := cmd.ProcessState.ExitCode()
+	if code != 1 {
+		t.Fatalf("rat-audit verify exited %d (%v), want 1 (not trusted):\n%s\n%s", code, err, stdout.String(), stderr.String())
+	}
+	var rep struct {
+		Verdict  string `json:"verdict"`
+		Quotes   int    `json:"quotes"`
+		Reboots  []any  `json:"reboots"`
+		Segments []any  `json:"segments"`
+		Checks   []struct {
+			Name, Result, Detail string
+		} `json:"checks"`
+		Failures []struct {
+			ID     string            `json:"id"`
+			Fields map[string]string `json:"fields"`
+		} `json:"failures"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("rat-audit report: %v\n%s", err, stdout.String())
+	}
+	if rep.Verdict != "UNTRUSTED" {
+		t.Errorf("audit verdict %s, want UNTRUSTED", rep.Verdict)
+	}
+	results := map[string]string{}
+	for _, c := range rep.Checks {
+		results[c.Name] = c.Result
+		t.Logf("audit %-18s %-11s %s", c.Name, c.Result, c.Detail)
+	}
+	for _, c := range []string{"ek-certificate", "ak-binding", "quote-signatures", "claims-binding", "chain-continuity",
+		"ima-replay", "event-log-replay", "bundle-signature"} {
+		if results[c] != "pass" {
+			t.Errorf("audit check %s: %q, want pass on the real kernel's evidence", c, results[c])
+		}
+	}
+	if results["ima-policy"] != "fail" {
+		t.Errorf("audit check ima-policy: %q, want fail (the dropper)", results["ima-policy"])
+	}
+	named := false
+	for _, f := range rep.Failures {
+		if f.ID == notInAllowlist && f.Fields["path"] == dropper {
+			named = true
+		}
+	}
+	if !named {
+		t.Errorf("audit failures %+v do not name %s", rep.Failures, dropper)
+	}
+	if len(rep.Reboots) != 1 || len(rep.Segments) != 1 {
+		t.Errorf("audit saw %d reboots in %d segments; want the one reboot into OVMF in one continuous chain", len(rep.Reboots), len(rep.Segments))
+	}
+	t.Logf("rat-audit: %s over %d quotes, %d reboot(s)", rep.Verdict, rep.Quotes, len(rep.Reboots))
 }
