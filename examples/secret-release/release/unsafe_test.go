@@ -34,3 +34,21 @@ func TestHeaderIdentityUnsafe(t *testing.T) {
 		})
 	}
 }
+
+// FuzzHeaderIdentityUnsafe: an accepted header is a plain device id.
+func FuzzHeaderIdentityUnsafe(f *testing.F) {
+	for _, s := range []string{"edge-1", "", "../x", "a/b", "é", strings.Repeat("e", 129), "a b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		r := httptest.NewRequest("GET", "/v1/secret", nil)
+		r.Header[DeviceHeaderUnsafe] = []string{v}
+		id, err := HeaderIdentityUnsafe(r)
+		if err != nil {
+			return
+		}
+		if id != v || len(id) == 0 || len(id) > 128 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "" {
+			t.Fatalf("accepted %q as %q", v, id)
+		}
+	})
+}
