@@ -12,6 +12,7 @@
 //
 // It must not import the hub's server, store or verifier packages: the hub
 // feeds it device state through the Source interface defined here, so the
-// dependency points from the hub to this package and never back. It must not
-// import anything from the device module.
+// dependency points from the hub to this package and never back (the hub's
+// Source over its store is hub/ear/storesource; rat-hub serve wires both in
+// cmd/rat-hub/ear.go). It must not import anything from the device module.
 package ear
