@@ -671,3 +671,54 @@ func TestLoadRPCredentials(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenServiceRestart: the hub's token state lives in its data
+// directory — after a restart the signing key is the same, a revoked
+// token is still revoked and the device still gets no affirming token.
+func TestTokenServiceRestart(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.OpenBolt(filepath.Join(dir, "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d := &store.Device{Key: "default/edge", ID: "edge", Fleet: "default", Group: "g", State: store.Trusted, AKPublic: []byte{1},
+		PolicyDigest: "sha256:ab", LastVerified: time.Now()}
+	if err := st.Save(d, nil, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	o := tokenOptions{Lifetime: time.Minute, MaxAge: time.Minute, KeyDir: filepath.Join(dir, "ear-keys"),
+		DBPath: filepath.Join(dir, "ear-tokens.db"), Issuer: testIssuer}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	open := func() *tokenService {
+		ts, err := newTokenService(o, st, "default", quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	ts := open()
+	kid := ts.issuer.ActiveKeyID()
+	tok, err := ts.issuer.Issue(context.Background(), ts.src, "edge", "restart-nonce-01", "rp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.State = store.Untrusted
+	if err := st.Save(d, nil, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	ts.revoke("default/edge")
+	ts.Close()
+
+	ts = open()
+	defer ts.Close()
+	if got := ts.issuer.ActiveKeyID(); got != kid {
+		t.Errorf("signing key %s after restart, was %s", got, kid)
+	}
+	if s, ok := ts.issuer.Status(tok.ID); !ok || s.Status != ear.TokenRevoked {
+		t.Errorf("token after restart: %+v %v", s, ok)
+	}
+	if !ts.issuer.Revoked("edge") {
+		t.Error("device revocation forgotten by the restart")
+	}
+}
