@@ -27,6 +27,7 @@ type API struct {
 	TrustedRoot []byte
 	srv         *server.Server
 	token       [32]byte
+	gateToken   *[32]byte // optional read token for the release gate (releases.go)
 	mux         *http.ServeMux
 }
 
@@ -48,6 +49,7 @@ func New(srv *server.Server, token string) (*API, error) {
 	a.handle("GET /v1/groups", a.groups)
 	a.handle("GET /v1/policies", a.policies)
 	a.handle("PUT /v1/groups/{group}/policy", a.putPolicy)
+	a.releaseRoutes()
 	return a, nil
 }
 

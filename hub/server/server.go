@@ -59,6 +59,10 @@ type Config struct {
 	// with AllowUnsignedPoliciesUnsafe accepts unsigned policies.
 	PolicyCheck                 func(group string, doc, bundle []byte) (*PolicyMeta, error)
 	AllowUnsignedPoliciesUnsafe bool
+	// ReleaseWindow bounds how long a device updated without a reboot is
+	// judged by the union of its old and new release's policies (0:
+	// rollout.DefaultUnionWindow). Only groups with releases use it.
+	ReleaseWindow time.Duration
 	// Key is the hub's signing key: it signs AK bindings at enrollment
 	// and exported bundles.
 	Key     *export.Key
@@ -89,6 +93,8 @@ type Server struct {
 	ctx       context.Context
 	groupMu   sync.Mutex
 	policies  map[string]*cachedPolicy
+	relMu     sync.Mutex
+	rel       releases
 	Metrics   Metrics
 	brokerURL string
 	deviceURL string
@@ -141,6 +147,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, st: cfg.Store, cancel: cancel, ctx: ctx, policies: map[string]*cachedPolicy{}}
 	vc := cfg.Verifier
 	vc.Policies = s.policyFor
+	vc.Releases = s.releaseVerdict
 	if cfg.Key != nil && vc.Bind == nil {
 		hub := "rat-hub/" + cfg.Fleet
 		vc.Bind = func(device string, ak, ek []byte, t time.Time) ([]byte, error) {
@@ -591,7 +598,7 @@ func (s *Server) Clear(key string) error {
 		return err
 	}
 	rp, digest, err := s.policyFor(d.Group)
-	if err != nil {
+	if err != nil && !s.hasReleases(d.Group) {
 		return err
 	}
 	done := make(chan struct{})
@@ -611,7 +618,7 @@ func (s *Server) rejudge(key string, rp *runtimepolicy.Policy, digest, why strin
 // a new policy may overturn.
 func policyOnly(fs []failure.Event) bool {
 	for _, f := range fs {
-		if !strings.HasPrefix(f.ID, "ima.validation.") && f.ID != failure.RuntimePolicyMissing {
+		if !strings.HasPrefix(f.ID, "ima.validation.") && !strings.HasPrefix(f.ID, "ota.release.") && f.ID != failure.RuntimePolicyMissing {
 			return false
 		}
 	}
@@ -621,6 +628,17 @@ func policyOnly(fs []failure.Event) bool {
 func (s *Server) rejudgeForce(key string, rp *runtimepolicy.Policy, digest, why string, force bool) {
 	d, err := s.st.Device(key)
 	if err != nil {
+		return
+	}
+	if vd, ok := s.releaseFor(d); ok {
+		// A group with releases judges each device by its release's policy.
+		if vd.Event != nil {
+			s.untrustedByRelease(d, *vd.Event, why)
+			return
+		}
+		rp, digest = vd.Policy, vd.Digest
+	}
+	if rp == nil {
 		return
 	}
 	entries, pcrs, err := s.bootEntries(d)
