@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ratatouille/rat/evidence/claims"
@@ -64,6 +65,30 @@ type Verifier struct {
 	cfg     Config
 	mu      sync.Mutex
 	pending map[string]*challenge
+	// aks caches AK public areas decoded to keys: go-tpm's reflective
+	// TPMT_PUBLIC decoder was a tenth of the hub's CPU per quote. Keyed by
+	// the exact bytes, so a cached key is the one those bytes encode.
+	aks sync.Map // string(TPMT_PUBLIC) -> crypto.PublicKey
+	nAK atomic.Int64
+}
+
+// maxCachedAKs bounds the AK cache (one entry per active device).
+const maxCachedAKs = 1 << 18
+
+func (v *Verifier) akKey(public []byte) (crypto.PublicKey, error) {
+	if k, ok := v.aks.Load(string(public)); ok {
+		return k, nil
+	}
+	k, err := credential.PublicKey(public)
+	if err != nil {
+		return nil, err
+	}
+	if v.nAK.Add(1) > maxCachedAKs {
+		v.aks.Clear()
+		v.nAK.Store(1)
+	}
+	v.aks.Store(string(public), k)
+	return k, nil
 }
 
 type challenge struct {
@@ -352,7 +377,7 @@ func (v *Verifier) Evidence(d *store.Device, raw []byte, m *protocol.Evidence, s
 
 	// 4. The quote: signature, qualifying data = H(claims), PCR digest,
 	// clock monotonicity.
-	ak, err := credential.PublicKey(d.AKPublic)
+	ak, err := v.akKey(d.AKPublic)
 	if err != nil {
 		return reject(failure.QuoteMalformed, err.Error())
 	}
