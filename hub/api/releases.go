@@ -105,7 +105,9 @@ func (a *API) addRelease(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
-	_ = json.NewEncoder(w).Encode(releaseView(rec))
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(releaseView(rec))
 }
 
 func (a *API) listReleases(w http.ResponseWriter, r *http.Request) {
