@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,10 @@ const (
 //     reset, new boot id) with no new failure — the UEFI event log replays
 //     to the quoted PCRs and the new IMA log replays to PCR 10 and fits the
 //     policy — so an operator's clear makes the device TRUSTED again.
+//  3. The device's bundle for both boots (rat-hub export) verifies offline
+//     with rat-audit against the test CA and the pinned hub key, reaching
+//     the hub's verdict (UNTRUSTED, naming the dropper); tpm2_checkquote and
+//     evmctl accept the same quotes and IMA logs.
 func TestRealKernel(t *testing.T) {
 	root := repoRoot(t)
 	bin := os.Getenv("RAT_BIN")
@@ -262,6 +267,7 @@ func openChecks(t *testing.T, auditBin, bundle string, quotes int) {
 	t.Helper()
 	requireTool(t, "tpm2_checkquote")
 	requireTool(t, "evmctl")
+	requireTool(t, "tpm2_eventlog")
 	dir := strings.TrimSuffix(bundle, ".cbor") + ".open"
 	_ = os.RemoveAll(dir)
 	if out, err := exec.Command(auditBin, "export-open", bundle, dir).CombinedOutput(); err != nil {
@@ -293,4 +299,23 @@ func openChecks(t *testing.T, auditBin, bundle string, quotes int) {
 		t.Errorf("verify.sh: tpm2_checkquote accepted %d and evmctl replayed %d of %d quotes:\n%s", count["quote"], count["ima"], quotes, out)
 	}
 	t.Logf("verify.sh: tpm2_checkquote accepts all %d quotes, evmctl replays the kernel's IMA log into each quoted PCR 10", quotes)
+
+	// The two boots' firmware logs, which rat-audit replayed, are what they
+	// should be: SeaBIOS's without UEFI events, OVMF's with the Secure Boot
+	// variables measured into PCR 7.
+	logs, _ := filepath.Glob(filepath.Join(dir, "eventlog", "*.bin"))
+	if len(logs) != 2 {
+		t.Fatalf("bundle holds %d firmware event logs, want one per boot: %v", len(logs), logs)
+	}
+	var uefi []bool
+	for _, l := range logs {
+		out, err := exec.Command("tpm2_eventlog", l).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tpm2_eventlog %s: %v\n%s", l, err, out)
+		}
+		uefi = append(uefi, regexp.MustCompile(`PCRIndex: 7\s+EventType: EV_EFI_VARIABLE_DRIVER_CONFIG`).Match(out))
+	}
+	if uefi[0] || !uefi[1] {
+		t.Errorf("firmware logs: UEFI Secure Boot variables in PCR 7 = %v; want [false true] (SeaBIOS, then OVMF)", uefi)
+	}
 }
