@@ -34,9 +34,10 @@ done
 if [ -z "$port" ]; then echo "rat-e2e: no virtio-serial port rat.mqtt"; poweroff -f; fi
 # Read (and so measure) what the agent reads before its first quote.
 cat /etc/os-release >/dev/null
-/bin/rat-agent run --serial "$port" --device-id "$id" --group "$group" --tpm /dev/tpmrm0 \
-  --state /var/lib/rat-agent --poll 200ms --heartbeat 3s $baseline &
-agent=$!
+# The line after the agent tells the host not to wait for it any more.
+(/bin/rat-agent run --serial "$port" --device-id "$id" --group "$group" --tpm /dev/tpmrm0 \
+  --state /var/lib/rat-agent --poll 200ms --heartbeat 3s $baseline
+ echo "rat-e2e: agent exited with status $?") &
 echo "rat-e2e: ready port=$port id=$id"
 while read -r cmd; do
   case "$cmd" in
@@ -48,7 +49,7 @@ while read -r cmd; do
     ima)
       echo "rat-e2e: ima entries $(cat /sys/kernel/security/ima/runtime_measurements_count)" ;;
     poweroff)
-      kill "$agent"; sleep 0.5; poweroff -f ;;
+      poweroff -f ;;
   esac
 done
 poweroff -f

@@ -97,33 +97,17 @@ func fetchKernel(t *testing.T, cache string) kernel {
 	deb := cachedDeb(cache)
 	if deb == "" {
 		requireTool(t, "apt-get")
-		pkg := os.Getenv("RAT_E2E_KERNEL_PKG")
-		if pkg == "" {
-			out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").Output()
-			if m := regexp.MustCompile(`Depends: (linux-image-[0-9.]+-[0-9]+-amd64)\b`).FindSubmatch(out); err == nil && m != nil {
-				pkg = string(m[1])
+		var err error
+		if deb, err = downloadKernel(cache); err != nil && os.Geteuid() == 0 {
+			// Stale or missing package lists (a fresh CI image).
+			t.Logf("kernel download: %v; running apt-get update", err)
+			if out, uerr := exec.Command("apt-get", "update", "-qq").CombinedOutput(); uerr != nil {
+				t.Logf("apt-get update: %v\n%s", uerr, out)
 			}
-		}
-		if pkg == "" {
-			missing(t, "cannot resolve the kernel package of linux-image-amd64 (apt lists missing?)")
-		}
-		download := func() ([]byte, error) {
-			cmd := exec.Command("apt-get", "download", pkg)
-			cmd.Dir = cache
-			return cmd.CombinedOutput()
-		}
-		out, err := download()
-		if err != nil && os.Geteuid() == 0 {
-			if uout, uerr := exec.Command("apt-get", "update", "-qq").CombinedOutput(); uerr != nil {
-				t.Logf("apt-get update: %v\n%s", uerr, uout)
-			}
-			out, err = download()
+			deb, err = downloadKernel(cache)
 		}
 		if err != nil {
-			missing(t, "apt-get download %s: %v\n%s", pkg, err, out)
-		}
-		if deb = cachedDeb(cache); deb == "" {
-			missing(t, "apt-get download %s left no package in %s", pkg, cache)
+			missing(t, "kernel: %v", err)
 		}
 	}
 	dir := strings.TrimSuffix(deb, ".deb")
@@ -168,6 +152,30 @@ func fetchKernel(t *testing.T, cache string) kernel {
 		}
 	}
 	return k
+}
+
+// downloadKernel fetches the package linux-image-amd64 depends on (or
+// RAT_E2E_KERNEL_PKG) into cache with apt-get download.
+func downloadKernel(cache string) (string, error) {
+	pkg := os.Getenv("RAT_E2E_KERNEL_PKG")
+	if pkg == "" {
+		out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").CombinedOutput()
+		m := regexp.MustCompile(`Depends: (linux-image-[0-9.]+-[0-9]+-amd64)\b`).FindSubmatch(out)
+		if err != nil || m == nil {
+			return "", fmt.Errorf("cannot resolve the kernel package of linux-image-amd64 (%v): %s", err, out)
+		}
+		pkg = string(m[1])
+	}
+	cmd := exec.Command("apt-get", "download", pkg)
+	cmd.Dir = cache
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("apt-get download %s: %w\n%s", pkg, err, out)
+	}
+	deb := cachedDeb(cache)
+	if deb == "" {
+		return "", fmt.Errorf("apt-get download %s left no package in %s", pkg, cache)
+	}
+	return deb, nil
 }
 
 func cachedDeb(cache string) string {
@@ -243,6 +251,9 @@ func startProc(t *testing.T, logDir, name string, cmd *exec.Cmd) *proc {
 	}
 	fmt.Fprintf(f, "=== %s start: %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(cmd.Args, " "))
 	cmd.Stdout, cmd.Stderr = f, f
+	// Should the test binary itself die (a go test timeout skips cleanups),
+	// the kernel kills its children with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		t.Fatalf("start %s: %v", name, err)

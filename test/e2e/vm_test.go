@@ -298,6 +298,9 @@ func (h *hub) waitDevice(t *testing.T, g *guest, id, what string, timeout time.D
 		if g.qemu.exited() {
 			t.Fatalf("%s: qemu exited while waiting for %s:\n%s", g.name, what, tail(g.console, 40))
 		}
+		if fileContains(g.console, "rat-e2e: agent exited") {
+			t.Fatalf("%s: rat-agent exited:\n%s", g.name, tail(g.console, 10))
+		}
 		if fileContains(g.console, "enrollment refused by the hub") {
 			t.Fatalf("%s: the hub refused enrollment:\n%s", g.name, tail(g.console, 5))
 		}
