@@ -13,6 +13,12 @@
 // tag, so `go test ./...` skips them; they skip when qemu, swtpm or the
 // kernel is missing and fail instead under RAT_REQUIRE_INTEGRATION=1.
 //
+// Run it with test/e2e/run.sh (make e2e builds bin/ first). RAT_BIN names
+// another directory of rat-agent, rat-hub and rat-audit binaries;
+// RAT_E2E_LOGS keeps the consoles, swtpm and hub logs and the exported
+// bundle; RAT_E2E_KERNEL_PKG picks the kernel package (default: the one
+// linux-image-amd64 depends on).
+//
 // It holds tests only: nothing may import it, and it imports no project
 // package — the hub is driven through its binary and HTTP API, the guest
 // through its console.

@@ -27,10 +27,11 @@ var initScript []byte
 // devtmpfs is mounted).
 func buildInitramfs(t *testing.T, path, busybox, agent string, k kernel) {
 	t.Helper()
-	for _, b := range []string{busybox, agent} {
-		if err := staticELF(b); err != nil {
-			t.Fatalf("guest binary: %v", err)
-		}
+	if err := staticELF(busybox); err != nil {
+		missing(t, "busybox-static: %v", err)
+	}
+	if err := staticELF(agent); err != nil {
+		t.Fatalf("rat-agent must be static (make build): %v", err)
 	}
 	r := newInitramfs()
 	for _, d := range []string{"proc", "sys", "dev", "root", "tmp", "var/lib/rat-agent"} {
