@@ -42,6 +42,10 @@ type releases struct {
 }
 
 type groupReleases struct {
+	// judging is true once any release of the group was approved: from
+	// then on the group is judged by release. Registering drafts alone
+	// changes nothing for the group's devices.
+	judging  bool
 	recs     map[string]*ReleaseRecord
 	policies map[string]*runtimepolicy.Policy // by version
 	unions   map[[2]string]cachedPolicy       // by (from, to)
@@ -92,6 +96,7 @@ func (s *Server) loadGroup(group string) (*groupReleases, error) {
 			return nil, fmt.Errorf("server: release %s/%s: %w", group, v, err)
 		}
 		g.recs[v], g.policies[v] = r, p
+		g.judging = g.judging || r.State != rollout.Draft
 	}
 	s.rel.groups[group] = g
 	return g, nil
@@ -300,7 +305,7 @@ func (s *Server) releaseVerdict(q verifier.ReleaseQuery, now time.Time) (verifie
 		e := failure.Event{ID: failure.RuntimePolicyMissing, Severity: failure.Critical, Context: "group " + q.Group + ": releases unreadable: " + err.Error()}
 		return verifier.ReleaseVerdict{Event: &e, Reason: e.Context}, true
 	}
-	if g == nil {
+	if g == nil || !g.judging {
 		return verifier.ReleaseVerdict{}, false
 	}
 	rels := make(map[string]*rollout.Release, len(g.recs))
@@ -353,12 +358,13 @@ func (s *Server) releaseFor(d *store.Device) (verifier.ReleaseVerdict, bool) {
 	return s.releaseVerdict(verifier.ReleaseQuery{Group: d.Group, Release: d.Release, From: d.ReleaseFrom, SwitchedAt: d.ReleaseSwitched}, time.Now().UTC())
 }
 
-// hasReleases reports whether group judges its devices by release.
+// hasReleases reports whether group judges its devices by release (it
+// has a release that was approved at some point).
 func (s *Server) hasReleases(group string) bool {
 	s.relMu.Lock()
 	defer s.relMu.Unlock()
 	g, err := s.loadGroup(group)
-	return err != nil || g != nil
+	return err != nil || (g != nil && g.judging)
 }
 
 // rejudgeGroup re-judges every device of group on its worker and waits.

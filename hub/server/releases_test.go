@@ -406,3 +406,50 @@ func TestReleaseApproval(t *testing.T) {
 		t.Fatal("group without releases reported as having some")
 	}
 }
+
+// TestReleaseDraftsChangeNothing: a group with only draft releases keeps
+// its active group policy; its first approval switches it to judging by
+// release, and a device reporting a release the group does not have is
+// then re-judged UNTRUSTED (ota.release.unknown).
+func TestReleaseDraftsChangeNothing(t *testing.T) {
+	s, vs, _ := releaseHub(t, time.Hour)
+	doc := releasePolicy(t, map[string]string{"/usr/bin/ok": "ok"})
+	b, err := vs.SignBundle("release@example.com", relIssuer, doc, policysigtest.Parts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetPolicy("fleet", doc, b, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	signedRelease(t, s, vs, "fleet", "2.0", doc, "release@example.com")
+	d := newWireDevice(t, s, "old")
+	d.measure("/usr/bin/ok", "ok")
+	d.enroll("fleet")
+	raw := relRecord(d, "boot-1", "1.9", false)
+	ack := d.send(raw)
+	if ack.State != store.Trusted {
+		evs, _ := s.Store().Events("default/old", 100)
+		t.Fatalf("group with a draft only: %s %+v", ack.State, evs)
+	}
+	d.acceptRaw(raw, ack)
+	if _, err := s.ApproveRelease("fleet", "2.0", "owner", ""); err != nil {
+		t.Fatal(err)
+	}
+	if dev := state(t, s, "old"); dev.State != store.Untrusted || !strings.Contains(dev.Reason, failure.OTAUnknownRelease) || !strings.Contains(dev.Reason, "1.9") {
+		t.Fatalf("after the first approval: %s %s", dev.State, dev.Reason)
+	}
+	// Moving to the approved release (a reboot) makes it TRUSTED again.
+	raw = relRecord(d, "boot-2", "2.0", true)
+	ack = d.send(raw)
+	d.acceptRaw(raw, ack)
+	if dev := state(t, s, "old"); dev.State != store.Untrusted {
+		// The hub keeps UNTRUSTED until re-judged: a record alone does not clear.
+		t.Fatalf("a record cleared UNTRUSTED: %s", dev.State)
+	}
+	if err := s.Clear("default/old"); err != nil {
+		t.Fatal(err)
+	}
+	if dev := state(t, s, "old"); dev.State != store.Trusted || dev.PolicyDigest != verifier.PolicyDigest(doc) {
+		t.Fatalf("after clear on release 2.0: %s %s", dev.State, dev.Reason)
+	}
+}
