@@ -104,6 +104,7 @@ func TestReleaseRoutes(t *testing.T) {
 		{"gate on approved", "GET", "/v1/groups/edge/releases/1.0", gateTok, nil, 200, ptr(true)},
 		{"gate with the operator token", "GET", "/v1/groups/edge/releases/1.0", operator, nil, 200, ptr(true)},
 		{"gate on unknown", "GET", "/v1/groups/edge/releases/9.9", gateTok, nil, 404, ptr(false)},
+		{"gate on an escaped slash in the group", "GET", "/v1/groups/edge%2F1.0/releases/x", gateTok, nil, 404, ptr(false)},
 		{"list with the gate token", "GET", "/v1/groups/edge/releases", gateTok, nil, 401, nil},
 		{"list", "GET", "/v1/groups/edge/releases", operator, nil, 200, nil},
 		{"rolling out", "POST", "/v1/groups/edge/releases/1.0/state", operator, []byte(`{"state":"rolling-out","by":"hawkbit"}`), 200, nil},

@@ -57,6 +57,11 @@ func releaseIndex(group string) string        { return "releases/" + group }
 // loadGroup reads a group's releases (nil when it has none). Callers hold
 // s.relMu.
 func (s *Server) loadGroup(group string) (*groupReleases, error) {
+	if protocol.ValidID(group) != nil {
+		// Not a group name (a decoded %2F, say): it has no releases, and
+		// must never name another group's keys.
+		return nil, nil
+	}
 	if s.rel.groups == nil {
 		s.rel.groups = map[string]*groupReleases{}
 	}
