@@ -9,6 +9,9 @@
 // checks testable message by message, and the order of checks explicit:
 // sequence and chain before the signature, the signature before anything
 // the signature covers is believed, the IMA replay before the policy.
+// The policy comes from Config.Policies (the group's active policy) or,
+// for a group with OTA releases, from Config.Releases, which judges by
+// the release the device reports (release.go records each switch).
 //
 // It imports the evidence module and hub/store's types; it must not import
 // MQTT, HTTP or bbolt.
