@@ -62,7 +62,6 @@ type wireDevice struct {
 	prev     []byte
 	nonce    []byte
 	count    uint64
-	pcr10    []byte
 	commands [][]byte
 }
 
@@ -420,7 +419,7 @@ func TestAbuse(t *testing.T) {
 			// The hub keeps serving: a good record from where the hub
 			// stands is accepted.
 			if tc.wantState == store.Trusted {
-				m, raw = d.record(nil)
+				_, raw = d.record(nil)
 				ack = d.send(raw)
 				if ack.Rejected {
 					t.Fatalf("good record after abuse refused: %s", ack.Reason)

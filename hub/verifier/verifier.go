@@ -579,16 +579,6 @@ func (v *Verifier) untrusted(nd *store.Device, m *protocol.Evidence, raw []byte,
 	return out
 }
 
-func signatureFailure(events []failure.Event) bool {
-	for _, e := range events {
-		switch e.ID {
-		case failure.QuoteInvalidSignature, failure.QuotePCRDigest, failure.QuoteClockBackwards:
-			return true
-		}
-	}
-	return false
-}
-
 func critical(events []failure.Event) bool {
 	for _, e := range events {
 		if e.Severity == failure.Critical {
