@@ -13,7 +13,9 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	@if [ -d device/cmd/rat-agent ]; then cd device && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/rat-agent ./cmd/rat-agent; fi
+	cd device && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/rat-agent ./cmd/rat-agent
+	cd device && CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/rat-agent-linux-arm64 ./cmd/rat-agent
+	cd device && CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/rat-agent-linux-arm ./cmd/rat-agent
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 # Unit and integration tests of all three modules. Integration tests start

@@ -56,6 +56,10 @@ type Config struct {
 	// EventLog returns the firmware event log, or nil.
 	EventLog func() ([]byte, error)
 
+	// AK is the attestation key's kind (default ECC P-256; RSA-2048 for
+	// TPMs or verifiers that need it). A change of kind is a new AK and so
+	// a new enrollment.
+	AK tpm.AKKind
 	// PCRs to quote in the sha256 bank (default 0–10).
 	PCRs []int
 	// Poll is how often the IMA count is checked (default 250 ms);
@@ -145,7 +149,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Log = slog.Default()
 	}
 	a := &Agent{cfg: cfg, log: cfg.Log.With("device", cfg.DeviceID), events: make(chan event, 256)}
-	ak, err := cfg.TPM.CreateAK()
+	ak, err := cfg.TPM.CreateAKWith(cfg.AK)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}

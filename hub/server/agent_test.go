@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/ratatouille/rat/device/imasrc"
 	"github.com/ratatouille/rat/device/outbox"
 	"github.com/ratatouille/rat/device/tpm"
+	"github.com/ratatouille/rat/evidence/credential"
 	"github.com/ratatouille/rat/evidence/failure"
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
@@ -321,5 +323,66 @@ func TestOfflineExport(t *testing.T) {
 	}
 	if !rep.SelfIssued {
 		t.Errorf("the report does not say the nonces were self-issued")
+	}
+}
+
+// TestAgentRSAAK: the agent's RSA-2048 AK option enrolls and attests like
+// the default ECC one (the verifier takes either key type).
+func TestAgentRSAAK(t *testing.T) {
+	dir := t.TempDir()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.OpenBolt(filepath.Join(dir, "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s, err := Start(context.Background(), Config{Store: st, Verifier: verifier.Config{AllowTOFUUnsafe: true}, EmbeddedAddr: "127.0.0.1:0",
+		AllowUnsignedPoliciesUnsafe: true, StaleAfter: time.Hour, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sim, err := simulator.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := tpm.New(transport.FromReadWriteCloser(sim))
+	defer tp.Close()
+	logPath := filepath.Join(dir, "ima.bin")
+	if _, err := imasim.Open(tp, logPath); err != nil {
+		t.Fatal(err)
+	}
+	ob, err := outbox.Open(filepath.Join(dir, "outbox.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	a, err := agent.New(agent.Config{DeviceID: "rsa", Fleet: "default", Group: "g", Broker: s.BrokerURL(), TPM: tp, AK: tpm.AKRSA2048,
+		IMA: imasrc.NewFile(logPath), Outbox: ob, BootID: func() (string, error) { return "b", nil }, Baseline: true,
+		Poll: 20 * time.Millisecond, Heartbeat: 50 * time.Millisecond, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	d := waitState(t, st, "default/rsa", store.Trusted, 10*time.Second)
+	pub, err := credential.PublicKey(d.AKPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := pub.(*rsa.PublicKey); !ok {
+		t.Fatalf("AK is %T, want RSA", pub)
+	}
+	// Heartbeats keep verifying.
+	deadline := time.Now().Add(10 * time.Second)
+	for d.Quotes < 3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		d, _ = st.Device("default/rsa")
+	}
+	if d.Quotes < 3 || d.State != store.Trusted {
+		t.Fatalf("quotes %d, state %s (%s)", d.Quotes, d.State, d.Reason)
 	}
 }

@@ -92,6 +92,7 @@ func run(args []string) error {
 		pcrList   = fs.String("pcrs", "0,1,2,3,4,5,6,7,8,9,10", "sha256 PCRs to quote")
 		release   = fs.String("release-file", "/etc/os-release", "os-release file whose IMAGE_VERSION or VERSION_ID names the running release")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
+		akKind    = fs.String("ak", "ecc", "attestation key: ecc (P-256) or rsa (RSA-2048)")
 		offline   = fs.Bool("offline", false, "attest with no hub (air-gapped): self-issued nonces, evidence kept for `rat-agent export`")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -146,7 +147,16 @@ func run(args []string) error {
 	if *imaFile != "" {
 		src = imasrc.NewFile(*imaFile)
 	}
-	cfg := agent.Config{
+	var ak tpm.AKKind
+	switch *akKind {
+	case "ecc":
+		ak = tpm.AKECCP256
+	case "rsa":
+		ak = tpm.AKRSA2048
+	default:
+		return fmt.Errorf("--ak %q: want ecc or rsa", *akKind)
+	}
+	cfg := agent.Config{AK: ak,
 		DeviceID: *deviceID, Fleet: *fleet, Group: *group, Broker: *hub,
 		TPM: t, IMA: src, Outbox: ob, PCRs: pcrs, Poll: *poll, Heartbeat: *heartbeat, Baseline: *baseline,
 		Release: func() string { return readRelease(*release) }, Log: log,
