@@ -20,6 +20,7 @@ import (
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
 	"github.com/ratatouille/rat/evidence/runtimepolicy"
+	"github.com/ratatouille/rat/hub/export"
 	"github.com/ratatouille/rat/hub/store"
 	"github.com/ratatouille/rat/hub/verifier"
 	"github.com/ratatouille/rat/ota/rollout"
@@ -254,6 +255,11 @@ func TestReleaseRollout(t *testing.T) {
 				if dev.Release != st.release {
 					t.Fatalf("step %d: device release %q, want %q", j, dev.Release, st.release)
 				}
+			}
+			// Every policy that judged a record (a release's or a union)
+			// is stored: the device's evidence exports as a bundle.
+			if err := export.Write(io.Discard, s.Store(), "default/"+id, export.Options{Hub: "rat-hub/test"}); err != nil {
+				t.Fatalf("export: %v", err)
 			}
 		})
 	}
