@@ -450,7 +450,7 @@ func (s *Server) staleLoop() {
 			return
 		case <-t.C:
 		}
-		devs, err := s.st.Devices()
+		devs, err := s.briefs()
 		if err != nil {
 			continue
 		}
@@ -461,6 +461,22 @@ func (s *Server) staleLoop() {
 			}
 		}
 	}
+}
+
+// briefs lists the devices for the staleness scan, decoding only the
+// fields it needs when the store can (store.Bolt.Briefs).
+func (s *Server) briefs() ([]store.DeviceBrief, error) {
+	if b, ok := s.st.(interface {
+		Briefs() ([]store.DeviceBrief, error)
+	}); ok {
+		return b.Briefs()
+	}
+	devs, err := s.st.Devices()
+	out := make([]store.DeviceBrief, len(devs))
+	for i, d := range devs {
+		out[i] = store.DeviceBrief{Key: d.Key, ID: d.ID, State: d.State, LastVerified: d.LastVerified}
+	}
+	return out, err
 }
 
 // enqueueFunc runs f on the device's worker.

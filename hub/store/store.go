@@ -336,6 +336,33 @@ func (s *Bolt) Devices() ([]Device, error) {
 	return out, err
 }
 
+// DeviceBrief is what the hub's periodic staleness check needs of a device.
+type DeviceBrief struct {
+	Key          string    `json:"key"`
+	ID           string    `json:"id"`
+	State        string    `json:"state"`
+	LastVerified time.Time `json:"last_verified"`
+}
+
+// Briefs lists every device's key, id, state and last verification. The
+// hub scans all devices every second for staleness; decoding whole records
+// (nonce window, keys, failures: ≈ 6 KB of JSON each) made that scan cost
+// more than verifying quotes, and it grows with the fleet.
+func (s *Bolt) Briefs() ([]DeviceBrief, error) {
+	var out []DeviceBrief
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bDevices).ForEach(func(_, v []byte) error {
+			var d DeviceBrief
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	return out, err
+}
+
 // Save writes a device update atomically; concurrent calls share commits.
 func (s *Bolt) Save(d *Device, events []Event, seq uint64, raw []byte) error {
 	dv, err := json.Marshal(d)
