@@ -1,6 +1,6 @@
 module github.com/ratatouille/rat/device
 
-go 1.25
+go 1.24.0
 
 replace github.com/ratatouille/rat/evidence => ../evidence
 
@@ -18,7 +18,7 @@ require (
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/kr/text v0.2.0 // indirect
 	github.com/pmezard/go-difflib v1.0.0 // indirect
-	github.com/rogpeppe/go-internal v1.16.0 // indirect
+	github.com/rogpeppe/go-internal v1.13.1 // indirect
 	github.com/stretchr/testify v1.11.1 // indirect
 	github.com/veraison/cmw v0.2.0 // indirect
 	github.com/veraison/eat v0.0.0-20251105185612-2c0e43e22ea9 // indirect
