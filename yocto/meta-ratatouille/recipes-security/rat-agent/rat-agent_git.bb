@@ -20,7 +20,7 @@ SRC_URI = "git://github.com/ratatouille/rat.git;protocol=https;branch=main;dests
            file://rat-agent.service \
            file://rat-agent.conf \
            "
-SRCREV = "046c98328a02d0c38d22e0848cfc33ab02035c73"
+SRCREV = "c53aac71f2bd1dad4d54071051f88993bf4719ac"
 PV = "0.1+git"
 
 require ${BPN}-go-mods.inc
@@ -42,7 +42,7 @@ export GOTOOLCHAIN = "local"
 # The go directive of device/go.mod (make yocto-mods keeps it in step):
 # with GOTOOLCHAIN=local an older Go cannot build the module, so do_compile
 # stops first and says why (styhead ships Go 1.22; yocto/README.md).
-RAT_AGENT_GO_MIN = "1.25"
+RAT_AGENT_GO_MIN = "1.24"
 
 inherit go-mod systemd
 
