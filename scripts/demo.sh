@@ -47,8 +47,11 @@ python3 - "$OUT/policy-key.pub.pem" > "$OUT/signers.json" <<'PY'
 import json, sys
 print(json.dumps({"groups": {"demo": {"public_keys": [open(sys.argv[1]).read()], "key_only_without_tlog_unsafe": True}}}, indent=2))
 PY
+# The simulated TPM is "manufactured" with an EK certificate from a demo CA,
+# so the hub verifies the EK chain (no trust on first use).
+$BIN/rat-devsim --ek-ca "$OUT/ekca" --ek-ca-only
 $BIN/rat-hub serve --data "$OUT/hub" --http 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 \
-	--ek-tofu-unsafe --signers "$OUT/signers.json" \
+	--ek-roots "$OUT/ekca/roots" --signers "$OUT/signers.json" \
 	--revoke-exec "$PWD/$OUT/revoke-hook.sh" --addr-file "$OUT/hub/addrs.json" > "$OUT/hub.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$OUT/hub/addrs.json" ] && break; sleep 0.05; done
@@ -56,15 +59,16 @@ for _ in $(seq 100); do [ -s "$OUT/hub/addrs.json" ] && break; sleep 0.05; done
 export RAT_HUB=$(json "d['http']" < "$OUT/hub/addrs.json")
 export RAT_TOKEN_FILE=$OUT/hub/operator.token
 MQTT=$(json "d['mqtt']" < "$OUT/hub/addrs.json")
-echo "hub: API $RAT_HUB, MQTT $MQTT (the demo trusts EKs on first use: the simulated TPM has no EK certificate)"
+echo "hub: API $RAT_HUB, MQTT $MQTT; EK roots: $OUT/ekca/roots (the demo TPM manufacturer)"
 echo "policies for group demo must be signed by $OUT/policy-key.pub.pem ($OUT/signers.json)"
 
-say "2. A device enrolls: EK + AK, credential activation, baseline policy from its IMA log"
+say "2. A device boots (real firmware event log, Secure Boot on) and enrolls: EK certificate, AK, credential activation, baseline policy"
 for f in /bin/ls /bin/cat /bin/sh /usr/bin/env /usr/bin/sort; do
 	[ -f "$f" ] && cp -L "$f" "$OUT/rootfs/"
 done
 : > "$OUT/device/exec-spool"
 $BIN/rat-devsim --hub "$MQTT" --device-id edge-1 --group demo --state "$OUT/device" \
+	--ek-ca "$OUT/ekca" --event-log evidence/eventlog/testdata/secureboot-on.bin \
 	--measure "$OUT/rootfs" --exec-spool "$OUT/device/exec-spool" --baseline > "$OUT/device.log" 2>&1 &
 PIDS+=($!)
 wait_state edge-1 TRUSTED 20 || die "edge-1 never became TRUSTED"
@@ -106,7 +110,7 @@ $BIN/rat devices
 say "4b. An auditor replays the device's evidence offline, trusting none of our code's verdicts"
 $BIN/rat-hub export --device edge-1 -o "$OUT/bundle.cbor"
 set +e
-$BIN/rat-audit verify --hub-key "$OUT/hub/hub-key.pub.pem" --key "$OUT/policy-key.pub.pem" --without-tlog-unsafe \
+$BIN/rat-audit verify --ek-roots "$OUT/ekca/roots" --hub-key "$OUT/hub/hub-key.pub.pem" --key "$OUT/policy-key.pub.pem" --without-tlog-unsafe \
 	"$OUT/bundle.cbor" > "$OUT/audit.txt"
 rc=$?
 set -e
@@ -126,9 +130,9 @@ $BIN/rat policy check --policy "$OUT/ubuntu-policy.json" --ima-log "$LOG" > /dev
 say "6. Only attested machines get secrets: the hub's EAR tokens and a relying party (examples/secret-release)"
 ${GO:-go} build -o "$BIN/secret-release" ./examples/secret-release
 printf 'db-password-for-attested-machines-only' > "$OUT/secret.txt"
-# Demo-only options: the caller names its device in a header (deployed: mTLS), and the simulated
-# TPM's "warning" (no EK certificate chain, no boot event log) is accepted; nothing else non-affirming is.
-$BIN/secret-release -device-header-unsafe -accept-unverified-platform-unsafe -listen 127.0.0.1:0 \
+# Demo-only option: the caller names its device in a header (deployed: mTLS). Only affirming
+# tokens release the secret: EK chain, AK binding, IMA vs policy and Secure Boot all verified.
+$BIN/secret-release -device-header-unsafe -listen 127.0.0.1:0 \
 	-addr-file "$OUT/secret-release.addr" -hub "$RAT_HUB" -secret-file "$OUT/secret.txt" > "$OUT/secret-release.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$OUT/secret-release.addr" ] && break; sleep 0.05; done

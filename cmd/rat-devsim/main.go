@@ -60,8 +60,18 @@ func run() error {
 	poll := flag.Duration("poll", 250*time.Millisecond, "IMA poll interval")
 	release := flag.String("release", "", "release the device reports")
 	passFile := flag.String("mqtt-password-file", "", "file holding the device's MQTT password (the username is the device id)")
+	ekCA := flag.String("ek-ca", "", "manufacture the simulated TPM: a demo EK CA in this directory (roots/ca.pem for the hub's --ek-roots) certifies its EK")
+	evlog := flag.String("event-log", "", "a real firmware event log: its events are extended into PCRs 0-9 at boot and the agent sends it")
+	caOnly := flag.Bool("ek-ca-only", false, "only create the --ek-ca directory (so the hub can load its root first), then exit")
 	flag.Var(&measure, "measure", "file measured at boot (repeatable; a directory measures its regular files)")
 	flag.Parse()
+	if *caOnly {
+		if *ekCA == "" {
+			return fmt.Errorf("--ek-ca-only needs --ek-ca")
+		}
+		_, _, err := loadOrCreateCA(*ekCA)
+		return err
+	}
 	if *hub == "" || *state == "" {
 		return fmt.Errorf("--hub and --state are required")
 	}
@@ -81,8 +91,29 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("simulator: %w", err)
 	}
-	t := tpm.New(transport.FromReadWriteCloser(sim))
+	tr := transport.FromReadWriteCloser(sim)
+	t := tpm.New(tr)
 	defer t.Close()
+	var fwLog []byte
+	if *evlog != "" {
+		if fwLog, err = os.ReadFile(*evlog); err != nil {
+			return err
+		}
+		if err := firmware(tr, fwLog); err != nil {
+			return fmt.Errorf("firmware event log: %w", err)
+		}
+	}
+	if *ekCA != "" {
+		ek, err := t.CreateEK()
+		if err != nil {
+			return err
+		}
+		err = manufacture(tr, ek.PublicArea, *ekCA)
+		ek.Close()
+		if err != nil {
+			return fmt.Errorf("manufacture: %w", err)
+		}
+	}
 	logPath := filepath.Join(*state, "binary_runtime_measurements")
 	ms, err := imasim.Open(t, logPath)
 	if err != nil {
@@ -108,6 +139,7 @@ func run() error {
 		DeviceID: *id, Fleet: *fleet, Group: *group, Broker: *hub, TPM: t, IMA: imasrc.NewFile(logPath), Outbox: ob,
 		BootID: func() (string, error) { return bootID, nil }, Release: func() string { return *release },
 		Baseline: *baseline, Heartbeat: *heartbeat, Poll: *poll, Log: log, Password: password,
+		EventLog: func() ([]byte, error) { return fwLog, nil },
 	})
 	if err != nil {
 		return err

@@ -682,10 +682,21 @@ func (a *Agent) makeRecord(heartbeatAllowed bool) error {
 		}
 		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
 	}
+	// The firmware event log goes with the first quoted record of a boot
+	// that has room for it (a large first delta defers it to the next
+	// record); a device without one (no file) never sends it.
 	var evlog []byte
+	sentLog := st.SentEventLog
 	if !st.SentEventLog && a.cfg.EventLog != nil {
-		if l, err := a.cfg.EventLog(); err == nil && len(l) < protocol.MaxIMAChunk/2 {
-			evlog = l
+		l, err := a.cfg.EventLog()
+		switch {
+		case err != nil || len(l) == 0:
+			sentLog = true
+		case len(l) > protocol.MaxIMAChunk/2:
+			a.log.Warn("firmware event log too large to send; the hub will not see measured boot", "bytes", len(l))
+			sentLog = true
+		case imaBytes(entries)+len(l) <= protocol.MaxIMAChunk:
+			evlog, sentLog = l, true
 		}
 	}
 	recs, err := a.buildRecords(st.NextSeq, entries, st.IMACount, q, enc, evlog, thinned, replace, prev)
@@ -697,7 +708,7 @@ func (a *Agent) makeRecord(heartbeatAllowed bool) error {
 	st.QuotePrev = claims.QuoteDigest(q.Attest, q.Signature)
 	st.IMACount = uint64(r.Count())
 	st.PCR10 = r.Value()
-	st.SentEventLog = true
+	st.SentEventLog = sentLog
 	if thinned > 0 {
 		st.Thinned++
 	}
@@ -708,6 +719,14 @@ func (a *Agent) makeRecord(heartbeatAllowed bool) error {
 	a.lastRecord = time.Now()
 	a.flush()
 	return nil
+}
+
+func imaBytes(entries []ima.Entry) int {
+	n := 0
+	for _, e := range entries {
+		n += 32 + len(e.TemplateName) + len(e.TemplateData)
+	}
+	return n
 }
 
 func chunks(entries []ima.Entry) int {
