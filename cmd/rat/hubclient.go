@@ -16,7 +16,7 @@ import (
 
 func init() {
 	register(command{name: "devices", summary: "list the hub's devices and their states", run: func(a []string) int { return devicesCmd(a, os.Stdout, os.Stderr) }})
-	register(command{name: "device", summary: "device show ID | device clear ID", run: func(a []string) int { return deviceCmd(a, os.Stdout, os.Stderr) }})
+	register(command{name: "device", summary: "device show ID | device clear ID | device decommission ID", run: func(a []string) int { return deviceCmd(a, os.Stdout, os.Stderr) }})
 }
 
 // hubFlags are the flags every hub-talking command takes. The hub's URL
@@ -106,8 +106,8 @@ func devicesCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func deviceCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) < 1 || (args[0] != "show" && args[0] != "clear") {
-		fmt.Fprintln(stderr, "usage: rat device show ID [--json] | rat device clear ID")
+	if len(args) < 1 || (args[0] != "show" && args[0] != "clear" && args[0] != "decommission") {
+		fmt.Fprintln(stderr, "usage: rat device show ID [--json] | rat device clear ID | rat device decommission ID")
 		return 2
 	}
 	verb := args[0]
@@ -132,8 +132,8 @@ func deviceCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	method, path := http.MethodGet, "/v1/devices/"+id
-	if verb == "clear" {
-		method, path = http.MethodPost, path+"/clear"
+	if verb != "show" {
+		method, path = http.MethodPost, path+"/"+verb
 	}
 	b, code, err := h.do(method, path, nil)
 	if err != nil {
@@ -144,7 +144,7 @@ func deviceCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rat device: %d %s", code, b)
 		return 1
 	}
-	if *asJSON || verb == "clear" {
+	if *asJSON || verb != "show" {
 		stdout.Write(b)
 		return 0
 	}

@@ -44,6 +44,7 @@ func New(srv *server.Server, token string) (*API, error) {
 	a.handle("GET /v1/devices/{id}/events", a.events)
 	a.handle("POST /v1/devices/{id}/clear", a.clear)
 	a.handle("GET /v1/devices/{id}/evidence", a.evidence)
+	a.handle("POST /v1/devices/{id}/decommission", a.decommission)
 	a.handle("GET /v1/devices/{id}/bundle", a.bundle)
 	a.mux.HandleFunc("GET /v1/hub-key", a.hubKey)
 	a.handle("GET /v1/groups", a.groups)
@@ -268,6 +269,23 @@ func (a *API) hubKey(w http.ResponseWriter, _ *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	_, _ = w.Write(k.PublicPEM())
+}
+
+func (a *API) decommission(w http.ResponseWriter, r *http.Request) {
+	d, ok := a.lookup(w, r)
+	if !ok {
+		return
+	}
+	why := r.URL.Query().Get("reason")
+	if why == "" {
+		why = "decommissioned by an operator"
+	}
+	if err := a.srv.Decommission(d.Key, why); err != nil {
+		writeErr(w, http.StatusConflict, err.Error())
+		return
+	}
+	d, _ = a.srv.Store().Device(d.Key)
+	writeJSON(w, view(d))
 }
 
 func (a *API) clear(w http.ResponseWriter, r *http.Request) {

@@ -574,3 +574,32 @@ func TestEventLog(t *testing.T) {
 		})
 	}
 }
+
+// TestDecommission: a decommissioned device's evidence and re-enrollment
+// are refused; its history stays.
+func TestDecommission(t *testing.T) {
+	s := testHub(t)
+	d := newWireDevice(t, s, "old")
+	if _, err := s.SetPolicy("g", policyFor(t, d), nil, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	d.enroll("g")
+	m, raw := d.record(nil)
+	d.accepted(m, d.send(raw))
+	if err := s.Decommission("default/old", "retired"); err != nil {
+		t.Fatal(err)
+	}
+	_, raw = d.record(nil)
+	if a := d.send(raw); !a.Rejected {
+		t.Fatal("evidence of a decommissioned device accepted")
+	}
+	b, _ := protocol.Marshal(&protocol.Enroll{Group: "g", EKPublic: d.ek.PublicArea, AKPublic: d.ak.PublicArea})
+	d.publish(protocol.KindEnroll, b)
+	var e protocol.Enrolled
+	if err := protocol.Unmarshal(d.expect(protocol.KindEnrolled), &e); err != nil || e.OK {
+		t.Fatalf("re-enrollment of a decommissioned device: %v %+v", err, e)
+	}
+	if got := state(t, s, "old"); got.State != store.Decommissioned || got.Quotes != 1 {
+		t.Fatalf("%s, %d quotes", got.State, got.Quotes)
+	}
+}

@@ -626,6 +626,37 @@ func (s *Server) Clear(key string) error {
 	return nil
 }
 
+// Decommission retires a device: its messages are refused from now on, its
+// tokens are revoked, and its history and evidence stay for export. It is
+// final: a decommissioned EK cannot enroll again under the same id.
+func (s *Server) Decommission(key, why string) error {
+	d, err := s.st.Device(key)
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	s.enqueueFunc(d.ID, func() {
+		d, err := s.st.Device(key)
+		if err != nil {
+			done <- err
+			return
+		}
+		prev := d.State
+		d.State, d.Reason = store.Decommissioned, why
+		err = s.st.Save(d, []store.Event{{Time: time.Now().UTC(), Kind: "state", State: d.State, Detail: prev + " → DECOMMISSIONED: " + why}}, 0, nil)
+		if err == nil && s.cfg.OnUntrusted != nil {
+			s.cfg.OnUntrusted(key) // revoke its tokens
+		}
+		done <- err
+	})
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		return errors.New("server: decommission timed out")
+	}
+}
+
 func (s *Server) rejudge(key string, rp *runtimepolicy.Policy, digest, why string) {
 	s.rejudgeForce(key, rp, digest, why, false)
 }
