@@ -45,6 +45,7 @@ func New(srv *server.Server, token string) (*API, error) {
 	a.handle("POST /v1/devices/{id}/clear", a.clear)
 	a.handle("GET /v1/devices/{id}/evidence", a.evidence)
 	a.handle("POST /v1/devices/{id}/decommission", a.decommission)
+	a.handle("POST /v1/devices/{id}/ingest", a.ingest)
 	a.handle("GET /v1/devices/{id}/bundle", a.bundle)
 	a.mux.HandleFunc("GET /v1/hub-key", a.hubKey)
 	a.handle("GET /v1/groups", a.groups)
@@ -269,6 +270,20 @@ func (a *API) hubKey(w http.ResponseWriter, _ *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	_, _ = w.Write(k.PublicPEM())
+}
+
+// ingest takes an offline bundle exported from the device's outbox.
+func (a *API) ingest(w http.ResponseWriter, r *http.Request) {
+	d, ok := a.lookup(w, r)
+	if !ok {
+		return
+	}
+	res, err := a.srv.Ingest(d.Fleet, d.ID, io.LimitReader(r.Body, 1<<30))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, res)
 }
 
 func (a *API) decommission(w http.ResponseWriter, r *http.Request) {

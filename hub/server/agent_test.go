@@ -386,3 +386,119 @@ func TestAgentRSAAK(t *testing.T) {
 		t.Fatalf("quotes %d, state %s (%s)", d.Quotes, d.State, d.Reason)
 	}
 }
+
+// TestIngest: a device loses its hub, keeps attesting into its outbox,
+// runs a file outside the policy, and its outbox is exported and carried
+// to the hub: the hub judges the records as if they had arrived live
+// (UNTRUSTED naming the file). When the device is back online its
+// republished records are recognised as duplicates.
+func TestIngest(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.OpenBolt(filepath.Join(dir, "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := Config{Store: st, Verifier: verifier.Config{AllowTOFUUnsafe: true}, EmbeddedAddr: "127.0.0.1:0",
+		AllowUnsignedPoliciesUnsafe: true, StaleAfter: time.Hour, Log: quiet}
+	s, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := s.BrokerURL()
+	cfg.EmbeddedAddr = url[len("tcp://"):]
+	sim, err := simulator.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := tpm.New(transport.FromReadWriteCloser(sim))
+	defer tp.Close()
+	logPath := filepath.Join(dir, "ima.bin")
+	ms, err := imasim.Open(tp, logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, err := outbox.Open(filepath.Join(dir, "outbox.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	newAgent := func() *agent.Agent {
+		a, err := agent.New(agent.Config{DeviceID: "field", Fleet: "default", Group: "g", Broker: url, TPM: tp,
+			IMA: imasrc.NewFile(logPath), Outbox: ob, BootID: func() (string, error) { return "boot-1", nil }, Baseline: true,
+			Poll: 20 * time.Millisecond, Heartbeat: 50 * time.Millisecond, Log: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	run := func(a *agent.Agent) func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		return func() { cancel(); <-done }
+	}
+	a := newAgent()
+	stop := run(a)
+	const key = "default/field"
+	waitState(t, st, key, store.Trusted, 10*time.Second)
+
+	// The hub goes away; the device keeps attesting and runs a miner.
+	s.Close()
+	time.Sleep(150 * time.Millisecond)
+	if _, err := ms.Measure(bytes.Repeat([]byte{3}, 32), "/opt/miner"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	var buf bytes.Buffer
+	n, err := a.Export(&buf)
+	if err != nil || n == 0 {
+		t.Fatalf("export: %d, %v", n, err)
+	}
+	a.Close()
+
+	// The bundle reaches the hub by hand.
+	s, err = Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, err := s.Ingest("default", "field", bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted == 0 || res.Rejected != 0 || res.State != store.Untrusted {
+		t.Fatalf("ingest: %+v", res)
+	}
+	d, _ := st.Device(key)
+	if !strings.Contains(d.Reason, "/opt/miner") {
+		t.Fatalf("reason %q does not name the file", d.Reason)
+	}
+	// The same bundle again changes nothing.
+	again, err := s.Ingest("default", "field", bytes.NewReader(buf.Bytes()))
+	if err != nil || again.Accepted != 0 || again.Duplicates != res.Records {
+		t.Fatalf("second ingest: %+v %v", again, err)
+	}
+	// A bundle of another device is refused.
+	if _, err := s.Ingest("default", "someone-else", bytes.NewReader(buf.Bytes())); err == nil {
+		t.Fatal("bundle ingested for a device that is not enrolled")
+	}
+	// Back online: the republished records are duplicates and the outbox drains.
+	a = newAgent()
+	defer a.Close()
+	stop = run(a)
+	defer stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, _ := ob.Len()
+		if n <= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox still holds %d records", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
