@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/veraison/eat"
 	"io"
 	"math/big"
 	"strconv"
@@ -203,7 +204,13 @@ func (a *auditor) identity() error {
 	a.rep.SelfIssued = h.Token.SelfIssued
 	a.ueid = claims.UEID(h.EKPublic)
 	a.rep.Device.UEID = hex.EncodeToString(a.ueid)
-	if subtle.ConstantTimeCompare(a.ueid, h.Token.UEID) == 1 {
+	// The EAT's own claims are re-read with veraison/eat's types: the UEID's
+	// form and the profile URI, as the field's library understands them.
+	eatOK := eat.UEID(h.Token.UEID).Validate() == nil
+	if p, err := eat.NewProfile(h.Token.Profile); err != nil || !p.IsURI() {
+		eatOK = false
+	}
+	if eatOK && subtle.ConstantTimeCompare(a.ueid, h.Token.UEID) == 1 {
 		a.pass(CheckUEID)
 	} else {
 		a.failed(CheckUEID, "the EAT's UEID %x is not the one derived from the EK public key (%x)", []byte(h.Token.UEID), a.ueid)

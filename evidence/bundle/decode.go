@@ -342,13 +342,10 @@ func parseHeader(c *cmw.CMW) (*Header, error) {
 	if err := decMode.Unmarshal(tok, &h.Token); err != nil {
 		return nil, fmt.Errorf("eat: %w", err)
 	}
-	if h.Token.Profile == nil {
-		return nil, errors.New("eat: no profile")
+	if h.Token.Profile != Profile {
+		return nil, fmt.Errorf("eat: profile %q, want %q", h.Token.Profile, Profile)
 	}
-	if p, err := h.Token.Profile.Get(); err != nil || p != Profile {
-		return nil, fmt.Errorf("eat: profile %q, want %q", p, Profile)
-	}
-	if err := h.Token.UEID.Validate(); err != nil {
+	if err := ValidUEID(h.Token.UEID); err != nil {
 		return nil, fmt.Errorf("eat: ueid: %w", err)
 	}
 	return h, nil

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/veraison/eat"
 
 	"github.com/ratatouille/rat/evidence/protocol"
 )
@@ -54,13 +53,18 @@ const (
 // trusted on its own: the UEID is recomputed from the EK public key and the
 // span from the quotes. Times are NumericDate integers without CBOR tag 1,
 // as RFC 8392 §2 requires (veraison/eat's NumericDate adds the tag, so
-// Token uses plain integers).
+// Token uses plain integers). The UEID and the profile (a URI, so a CBOR
+// text string) are plain types too, encoded exactly as veraison/eat's
+// UEID and Profile encode: the device agent exports bundles, and importing
+// veraison/eat would pull its SWID/CoSWID dependencies (and, through them,
+// testify and yaml) into the device binary. The auditor (root module)
+// re-checks both claims with veraison/eat's own types.
 type Token struct {
 	Issuer  string       `cbor:"1,keyasint,omitempty"` // exporting hub, or "device" for rat-agent export
 	Subject string       `cbor:"2,keyasint,omitempty"` // device id
 	IAT     int64        `cbor:"6,keyasint"`           // export time
-	UEID    eat.UEID     `cbor:"256,keyasint"`
-	Profile *eat.Profile `cbor:"265,keyasint"`
+	UEID    []byte `cbor:"256,keyasint"`
+	Profile string `cbor:"265,keyasint"`
 	// SpanFrom and SpanTo are the requested span (Unix seconds).
 	SpanFrom int64 `cbor:"-70101,keyasint,omitempty"`
 	SpanTo   int64 `cbor:"-70102,keyasint,omitempty"`
@@ -71,15 +75,37 @@ type Token struct {
 
 // NewToken fills the fixed claims.
 func NewToken(ueid []byte, issuer, subject string, iat time.Time) (Token, error) {
-	p, err := eat.NewProfile(Profile)
-	if err != nil {
-		return Token{}, fmt.Errorf("bundle: eat profile: %w", err)
-	}
-	u := eat.UEID(ueid)
-	if err := u.Validate(); err != nil {
+	if err := ValidUEID(ueid); err != nil {
 		return Token{}, fmt.Errorf("bundle: ueid: %w", err)
 	}
-	return Token{Issuer: issuer, Subject: subject, IAT: iat.Unix(), UEID: u, Profile: p}, nil
+	return Token{Issuer: issuer, Subject: subject, IAT: iat.Unix(), UEID: append([]byte(nil), ueid...), Profile: Profile}, nil
+}
+
+// ValidUEID checks a UEID's form (RFC 9711 §4.2.1): type 0x01 (RAND) with
+// 16, 24 or 32 bytes, type 0x02 (IEEE EUI) with 6 or 8, or type 0x03
+// (IMEI) with 14.
+func ValidUEID(u []byte) error {
+	if len(u) < 2 {
+		return fmt.Errorf("%d bytes", len(u))
+	}
+	n := len(u) - 1
+	switch u[0] {
+	case 0x01:
+		if n == 16 || n == 24 || n == 32 {
+			return nil
+		}
+	case 0x02:
+		if n == 6 || n == 8 {
+			return nil
+		}
+	case 0x03:
+		if n == 14 {
+			return nil
+		}
+	default:
+		return fmt.Errorf("type 0x%02x", u[0])
+	}
+	return fmt.Errorf("type 0x%02x with %d bytes", u[0], n)
 }
 
 // Header is the bundle's first element: who the device is and which key
