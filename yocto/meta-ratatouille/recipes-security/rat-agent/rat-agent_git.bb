@@ -20,7 +20,7 @@ SRC_URI = "git://github.com/ratatouille/rat.git;protocol=https;branch=main;dests
            file://rat-agent.service \
            file://rat-agent.conf \
            "
-SRCREV = "c53aac71f2bd1dad4d54071051f88993bf4719ac"
+SRCREV = "f4c39b21aa5fa223a516614711342cbd7353e4e5"
 PV = "0.1+git"
 
 require ${BPN}-go-mods.inc
