@@ -686,8 +686,8 @@ func (a *Agent) makeRecord(heartbeatAllowed bool) error {
 	// that has room for it (a large first delta defers it to the next
 	// record); a device without one (no file) never sends it.
 	var evlog []byte
-	sentLog := st.SentEventLog
-	if !st.SentEventLog && a.cfg.EventLog != nil {
+	sentLog := st.SentEventLog || a.cfg.EventLog == nil
+	if !sentLog {
 		l, err := a.cfg.EventLog()
 		switch {
 		case err != nil || len(l) == 0:
