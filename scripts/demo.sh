@@ -75,7 +75,7 @@ wait_state edge-1 TRUSTED 20 || die "edge-1 never became TRUSTED"
 $BIN/rat devices
 
 say "2b. The operator adopts the baseline: the same policy, signed with the operator's key"
-$BIN/rat policy create --ima-log "$OUT/device/binary_runtime_measurements" -o "$OUT/policy-v1.json"
+$BIN/rat init-baseline --group demo --device edge-1 -o "$OUT/policy-v1.json" > /dev/null  # the log as the hub verified it
 $BIN/rat policy sign --key "$OUT/policy-key.pem" --policy "$OUT/policy-v1.json" -o "$OUT/policy-v1.json.sigstore.json" 2> /dev/null
 $BIN/rat policy push --group demo --bundle "$OUT/policy-v1.json.sigstore.json" "$OUT/policy-v1.json" > "$OUT/policy-v1.push.json"
 echo "policy v1 (signed) active for group demo; the hub's own Baseline::demo was never signed by anyone"

@@ -5,15 +5,19 @@ package main
 // repository checkout in the layout hub/gitops reads.
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
 	"github.com/ratatouille/rat/evidence/runtimepolicy"
 )
@@ -25,10 +29,11 @@ func init() {
 }
 
 const baselineUsage = `usage:
-  rat init-baseline --group G --log IMA_LOG [-o policy.json] [--exclude-list F]
+  rat init-baseline --group G (--log IMA_LOG | --device ID [--hub URL]) [-o policy.json] [--exclude-list F]
                     [--sign --key cosign.key [--rekor-url URL]] [--commit REPO_CHECKOUT]
   --commit writes REPO/groups/G/runtime_policy.json (and .sigstore.json with --sign) and
   commits them there (git add + git commit of those paths only; pushing is yours to do).
+  --device takes the current boot's log as the hub verified it (RAT_HUB, RAT_TOKEN_FILE).
   The policy allows exactly what the log shows ran: capture it after the device settled.
 exit: 0 ok, 2 usage or unusable input`
 
@@ -43,6 +48,8 @@ func initBaseline(args []string, stdout, stderr io.Writer) int {
 	keyPath := fs.String("key", "", "signing key for --sign (cosign.key, password in $COSIGN_PASSWORD)")
 	rekor := fs.String("rekor-url", "", "Rekor v1 URL for the signature's log entry")
 	repo := fs.String("commit", "", "policy repository checkout to commit the files to")
+	device := fs.String("device", "", "take the log from the hub's verified record of this baseline device instead of --log")
+	hf := addHubFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -50,8 +57,8 @@ func initBaseline(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rat init-baseline: "+format+"\n", a...)
 		return 2
 	}
-	if *group == "" || *logPath == "" {
-		return fail("need --group and --log\n%s", baselineUsage)
+	if *group == "" || (*logPath == "") == (*device == "") {
+		return fail("need --group and one of --log or --device\n%s", baselineUsage)
 	}
 	if err := protocol.ValidID(*group); err != nil {
 		return fail("group: %v", err)
@@ -72,7 +79,18 @@ func initBaseline(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	entries, err := readIMALog(*logPath)
+	var entries []ima.Entry
+	var err error
+	if *device != "" {
+		// The hub's copy is the log it verified against the device's quotes.
+		b, code, herr := hf.do(http.MethodGet, "/v1/devices/"+url.PathEscape(*device)+"/ima-log", nil)
+		if herr != nil || code != http.StatusOK {
+			return fail("hub: %v %d %s", herr, code, b)
+		}
+		entries, err = ima.ParseBinary(bytes.NewReader(b))
+	} else {
+		entries, err = readIMALog(*logPath)
+	}
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -46,6 +46,7 @@ func New(srv *server.Server, token string) (*API, error) {
 	a.handle("GET /v1/devices/{id}/evidence", a.evidence)
 	a.handle("POST /v1/devices/{id}/decommission", a.decommission)
 	a.handle("POST /v1/devices/{id}/ingest", a.ingest)
+	a.handle("GET /v1/devices/{id}/ima-log", a.imaLog)
 	a.handle("GET /v1/devices/{id}/bundle", a.bundle)
 	a.mux.HandleFunc("GET /v1/hub-key", a.hubKey)
 	a.handle("GET /v1/groups", a.groups)
@@ -270,6 +271,21 @@ func (a *API) hubKey(w http.ResponseWriter, _ *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	_, _ = w.Write(k.PublicPEM())
+}
+
+// imaLog serves the device's current boot's verified IMA list (binary).
+func (a *API) imaLog(w http.ResponseWriter, r *http.Request) {
+	d, ok := a.lookup(w, r)
+	if !ok {
+		return
+	}
+	b, err := a.srv.BootLog(d.Key)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, _ = w.Write(b)
 }
 
 // ingest takes an offline bundle exported from the device's outbox.

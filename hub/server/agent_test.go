@@ -206,6 +206,15 @@ func TestAgentLoop(t *testing.T) {
 	if next != uint64(len(entries)) {
 		t.Fatalf("stored IMA entries %d, log has %d", next, len(entries))
 	}
+	// The hub's copy of the boot's log (what init-baseline --device reads)
+	// is the device's log, entry for entry.
+	bl, err := s.BootLog(dk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(bl, ima.MarshalBinary(entries)) {
+		t.Fatal("the hub's boot log differs from the device's")
+	}
 	if thinned == 0 || d.Thinned != thinned {
 		t.Fatalf("thinning not recorded: stored %d, device record %d", thinned, d.Thinned)
 	}

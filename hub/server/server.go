@@ -780,3 +780,18 @@ func (s *Server) Fleet() string { return s.cfg.Fleet }
 
 // Key is the hub's signing key (nil if none was configured).
 func (s *Server) Key() *export.Key { return s.cfg.Key }
+
+// BootLog is the current boot's IMA measurement list of a device as the
+// hub verified it (binary_runtime_measurements format), read back from the
+// stored evidence: what `rat init-baseline --device` builds a policy from.
+func (s *Server) BootLog(key string) ([]byte, error) {
+	d, err := s.st.Device(key)
+	if err != nil {
+		return nil, err
+	}
+	entries, _, err := s.bootEntries(d)
+	if err != nil {
+		return nil, err
+	}
+	return ima.MarshalBinary(entries), nil
+}
