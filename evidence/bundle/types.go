@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"time"
 
-
 	"github.com/ratatouille/rat/evidence/protocol"
 )
 
@@ -60,9 +59,9 @@ const (
 // testify and yaml) into the device binary. The auditor (root module)
 // re-checks both claims with veraison/eat's own types.
 type Token struct {
-	Issuer  string       `cbor:"1,keyasint,omitempty"` // exporting hub, or "device" for rat-agent export
-	Subject string       `cbor:"2,keyasint,omitempty"` // device id
-	IAT     int64        `cbor:"6,keyasint"`           // export time
+	Issuer  string `cbor:"1,keyasint,omitempty"` // exporting hub, or "device" for rat-agent export
+	Subject string `cbor:"2,keyasint,omitempty"` // device id
+	IAT     int64  `cbor:"6,keyasint"`           // export time
 	UEID    []byte `cbor:"256,keyasint"`
 	Profile string `cbor:"265,keyasint"`
 	// SpanFrom and SpanTo are the requested span (Unix seconds).
