@@ -77,17 +77,8 @@ func TestAgentLoop(t *testing.T) {
 	url := s.BrokerURL()
 	cfg.EmbeddedAddr = url[len("tcp://"):]
 
-	sim, err := simulator.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := tpm.New(transport.FromReadWriteCloser(sim))
-	defer tp.Close()
-	logPath := filepath.Join(dir, "ima.bin")
-	ms, err := imasim.Open(tp, logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb := newSimBoot(t, dir, outbox.WithMaxRecords(5))
+	tp, ms, logPath, ob := sb.tp, sb.ima, sb.log, sb.ob
 	approved := filepath.Join(dir, "approved")
 	if err := os.WriteFile(approved, []byte("#!/bin/sh\necho fine\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -95,11 +86,6 @@ func TestAgentLoop(t *testing.T) {
 	if _, err := ms.MeasureFile(approved); err != nil {
 		t.Fatal(err)
 	}
-	ob, err := outbox.Open(filepath.Join(dir, "outbox.db"), outbox.WithMaxRecords(5))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
 	a, err := agent.New(agent.Config{DeviceID: "edge", Fleet: "default", Group: "g", Broker: url, TPM: tp,
 		IMA: imasrc.NewFile(logPath), Outbox: ob, BootID: func() (string, error) { return "boot-1", nil },
 		Baseline: true, Poll: 20 * time.Millisecond, Heartbeat: 50 * time.Millisecond, Log: quiet})
@@ -254,6 +240,35 @@ func TestAgentLoop(t *testing.T) {
 	_ = sha256.Sum256
 }
 
+// simBoot is a simulated device for agent tests: the go-tpm-tools TPM
+// simulator, a measurement list at dir/ima.bin for which imasim extends
+// PCR 10 as the kernel would (boot_aggregate already logged), and an outbox
+// at dir/outbox.db; all closed when the test ends.
+type simBoot struct {
+	tp  *tpm.TPM
+	ima *imasim.Simulator
+	log string
+	ob  *outbox.Outbox
+}
+
+func newSimBoot(t *testing.T, dir string, opts ...outbox.Option) *simBoot {
+	t.Helper()
+	sim, err := simulator.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &simBoot{tp: tpm.New(transport.FromReadWriteCloser(sim)), log: filepath.Join(dir, "ima.bin")}
+	t.Cleanup(func() { b.tp.Close() })
+	if b.ima, err = imasim.Open(b.tp, b.log); err != nil {
+		t.Fatal(err)
+	}
+	if b.ob, err = outbox.Open(filepath.Join(dir, "outbox.db"), opts...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.ob.Close() })
+	return b
+}
+
 func mustOpenBytes(b []byte) io.Reader { return &byteReader{b: b} }
 
 type byteReader struct{ b []byte }
@@ -273,22 +288,8 @@ func (r *byteReader) Read(p []byte) (int, error) {
 func TestOfflineExport(t *testing.T) {
 	dir := t.TempDir()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sim, err := simulator.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := tpm.New(transport.FromReadWriteCloser(sim))
-	defer tp.Close()
-	logPath := filepath.Join(dir, "ima.bin")
-	ms, err := imasim.Open(tp, logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ob, err := outbox.Open(filepath.Join(dir, "outbox.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
+	sb := newSimBoot(t, dir)
+	tp, ms, logPath, ob := sb.tp, sb.ima, sb.log, sb.ob
 	a, err := agent.New(agent.Config{DeviceID: "airgap", Fleet: "default", Broker: "offline", Offline: true, TPM: tp,
 		IMA: imasrc.NewFile(logPath), Outbox: ob, BootID: func() (string, error) { return "boot-1", nil },
 		Poll: 10 * time.Millisecond, Heartbeat: 30 * time.Millisecond, Log: quiet})
@@ -351,21 +352,8 @@ func TestAgentRSAAK(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	sim, err := simulator.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := tpm.New(transport.FromReadWriteCloser(sim))
-	defer tp.Close()
-	logPath := filepath.Join(dir, "ima.bin")
-	if _, err := imasim.Open(tp, logPath); err != nil {
-		t.Fatal(err)
-	}
-	ob, err := outbox.Open(filepath.Join(dir, "outbox.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
+	sb := newSimBoot(t, dir)
+	tp, logPath, ob := sb.tp, sb.log, sb.ob
 	a, err := agent.New(agent.Config{DeviceID: "rsa", Fleet: "default", Group: "g", Broker: s.BrokerURL(), TPM: tp, AK: tpm.AKRSA2048,
 		IMA: imasrc.NewFile(logPath), Outbox: ob, BootID: func() (string, error) { return "b", nil }, Baseline: true,
 		Poll: 20 * time.Millisecond, Heartbeat: 50 * time.Millisecond, Log: quiet})
@@ -417,22 +405,8 @@ func TestIngest(t *testing.T) {
 	}
 	url := s.BrokerURL()
 	cfg.EmbeddedAddr = url[len("tcp://"):]
-	sim, err := simulator.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := tpm.New(transport.FromReadWriteCloser(sim))
-	defer tp.Close()
-	logPath := filepath.Join(dir, "ima.bin")
-	ms, err := imasim.Open(tp, logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ob, err := outbox.Open(filepath.Join(dir, "outbox.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
+	sb := newSimBoot(t, dir)
+	tp, ms, logPath, ob := sb.tp, sb.ima, sb.log, sb.ob
 	newAgent := func() *agent.Agent {
 		a, err := agent.New(agent.Config{DeviceID: "field", Fleet: "default", Group: "g", Broker: url, TPM: tp,
 			IMA: imasrc.NewFile(logPath), Outbox: ob, BootID: func() (string, error) { return "boot-1", nil }, Baseline: true,

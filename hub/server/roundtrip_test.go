@@ -15,16 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-tpm-tools/simulator"
-	"github.com/google/go-tpm/tpm2/transport"
-
 	"github.com/ratatouille/rat/audit"
 	"github.com/ratatouille/rat/audit/policysig"
 	"github.com/ratatouille/rat/device/agent"
-	"github.com/ratatouille/rat/device/imasim"
 	"github.com/ratatouille/rat/device/imasrc"
-	"github.com/ratatouille/rat/device/outbox"
-	"github.com/ratatouille/rat/device/tpm"
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/hub/export"
 	"github.com/ratatouille/rat/hub/store"
@@ -70,17 +64,8 @@ func TestBundleRoundTrip(t *testing.T) {
 	}
 	defer s.Close()
 
-	sim, err := simulator.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := tpm.New(transport.FromReadWriteCloser(sim))
-	defer tp.Close()
-	logPath := filepath.Join(dir, "ima.bin")
-	ms, err := imasim.Open(tp, logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb := newSimBoot(t, dir)
+	tp, ms, logPath, ob := sb.tp, sb.ima, sb.log, sb.ob
 	tool := filepath.Join(dir, "tool")
 	if err := os.WriteFile(tool, []byte("#!/bin/sh\necho ok\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -105,11 +90,6 @@ func TestBundleRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ob, err := outbox.Open(filepath.Join(dir, "outbox.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
 	a, err := agent.New(agent.Config{DeviceID: "clean", Fleet: "default", Group: "g", Broker: s.BrokerURL(), TPM: tp,
 		IMA: imasrc.NewFile(logPath), Outbox: ob, BootID: func() (string, error) { return "boot-1", nil },
 		Poll: 20 * time.Millisecond, Heartbeat: 40 * time.Millisecond, Log: quiet})
