@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -11,6 +12,9 @@ import (
 // evidence/bundle.
 func TestImportBoundaries(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
+		if os.Getenv("RAT_REQUIRE_INTEGRATION") == "1" {
+			t.Fatal("go tool not on PATH and RAT_REQUIRE_INTEGRATION=1")
+		}
 		t.Skip("go tool not on PATH")
 	}
 	for _, tc := range []struct {
