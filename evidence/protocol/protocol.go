@@ -231,31 +231,28 @@ func init() {
 	}
 }
 
+// versioned is every message type: each carries the protocol version at
+// key 0.
+type versioned interface{ version() *int }
+
+func (m *Enroll) version() *int        { return &m.V }
+func (m *Challenge) version() *int     { return &m.V }
+func (m *Activate) version() *int      { return &m.V }
+func (m *Enrolled) version() *int      { return &m.V }
+func (m *Evidence) version() *int      { return &m.V }
+func (m *Ack) version() *int           { return &m.V }
+func (m *Command) version() *int       { return &m.V }
+func (m *TokenRequest) version() *int  { return &m.V }
+func (m *TokenResponse) version() *int { return &m.V }
+
 // Marshal encodes a message, stamping the version, and refuses results
 // larger than MaxMessage.
 func Marshal(msg any) ([]byte, error) {
-	switch m := msg.(type) {
-	case *Enroll:
-		m.V = Version
-	case *Challenge:
-		m.V = Version
-	case *Activate:
-		m.V = Version
-	case *Enrolled:
-		m.V = Version
-	case *Evidence:
-		m.V = Version
-	case *Ack:
-		m.V = Version
-	case *Command:
-		m.V = Version
-	case *TokenRequest:
-		m.V = Version
-	case *TokenResponse:
-		m.V = Version
-	default:
+	m, ok := msg.(versioned)
+	if !ok {
 		return nil, fmt.Errorf("protocol: cannot marshal %T", msg)
 	}
+	*m.version() = Version
 	b, err := encMode.Marshal(msg)
 	if err != nil {
 		return nil, fmt.Errorf("protocol: encode %T: %w", msg, err)
@@ -275,36 +272,17 @@ func Unmarshal(data []byte, msg any) error {
 	if len(data) > MaxMessage {
 		return fmt.Errorf("%w: %d bytes", ErrTooLarge, len(data))
 	}
+	m, ok := msg.(versioned)
+	if !ok {
+		return fmt.Errorf("protocol: cannot unmarshal into %T", msg)
+	}
 	if err := decMode.Unmarshal(data, msg); err != nil {
 		return fmt.Errorf("protocol: decode %T: %w", msg, err)
 	}
-	var v int
-	switch m := msg.(type) {
-	case *Enroll:
-		v = m.V
-	case *Challenge:
-		v = m.V
-	case *Activate:
-		v = m.V
-	case *Enrolled:
-		v = m.V
-	case *Evidence:
-		v = m.V
-		if len(m.IMA) > MaxIMAChunk {
-			return fmt.Errorf("protocol: evidence IMA chunk %d bytes over %d", len(m.IMA), MaxIMAChunk)
-		}
-	case *Ack:
-		v = m.V
-	case *Command:
-		v = m.V
-	case *TokenRequest:
-		v = m.V
-	case *TokenResponse:
-		v = m.V
-	default:
-		return fmt.Errorf("protocol: cannot unmarshal into %T", msg)
+	if e, ok := msg.(*Evidence); ok && len(e.IMA) > MaxIMAChunk {
+		return fmt.Errorf("protocol: evidence IMA chunk %d bytes over %d", len(e.IMA), MaxIMAChunk)
 	}
-	if v != Version {
+	if v := *m.version(); v != Version {
 		return fmt.Errorf("protocol: %T version %d, want %d", msg, v, Version)
 	}
 	return nil
