@@ -230,3 +230,54 @@ func TestCheckTemplateHashes(t *testing.T) {
 		t.Fatalf("tampered entry: events %v", ev)
 	}
 }
+
+// Replay in every bank (the SHA-256 fast path and the generic one) must
+// equal the definition, PCR := H(PCR || measurement), with fresh hash
+// states, over real entries, a violation and an entry for another PCR.
+func TestReplayEqualsDefinition(t *testing.T) {
+	es := readLog(t, "keylime-tests-mixed-ima-ng-ima-buf.ascii")
+	viol := es[1]
+	viol.TemplateHash = make([]byte, 20)
+	other := es[2]
+	other.PCR = 11
+	es = append(es[:3:3], viol, other, es[3])
+	for _, bank := range []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384, crypto.SHA512} {
+		want := make([]byte, bank.Size())
+		for _, e := range es {
+			if e.PCR != 10 {
+				continue
+			}
+			var m []byte
+			switch {
+			case e.IsViolation():
+				m = bytes.Repeat([]byte{0xff}, bank.Size())
+			case bank == crypto.SHA1:
+				m = e.TemplateHash
+			default:
+				h := bank.New()
+				h.Write(e.TemplateData)
+				m = h.Sum(nil)
+			}
+			h := bank.New()
+			h.Write(want)
+			h.Write(m)
+			want = h.Sum(nil)
+		}
+		got, err := Replay(es, bank, nil)
+		if err != nil {
+			t.Fatalf("%v: %v", bank, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%v: Replay = %x, definition %x", bank, got, want)
+		}
+		r, _ := NewReplayer(bank, nil)
+		for i := range es {
+			if err := r.Advance(es[i : i+1]); err != nil {
+				t.Fatalf("%v: Advance: %v", bank, err)
+			}
+		}
+		if !bytes.Equal(r.Value(), want) || r.Count() != len(es) {
+			t.Errorf("%v: Advance one by one = %x (%d entries), definition %x (%d)", bank, r.Value(), r.Count(), want, len(es))
+		}
+	}
+}

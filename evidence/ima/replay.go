@@ -3,26 +3,38 @@ package ima
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha256"
 	"fmt"
+	"hash"
 
 	"github.com/ratatouille/rat/evidence/failure"
 
-	// Register the hashes a PCR bank may use.
+	// Register the hashes a PCR bank may use (crypto/sha256 is imported
+	// above).
 	_ "crypto/sha1"
-	_ "crypto/sha256"
 	_ "crypto/sha512"
 )
 
 // Replayer replays a measurement list into one PCR bank. Advance is
 // O(len(delta)): continuous attestation feeds it only the entries that are
-// new since the last quote. Advance reuses the value buffer, so a Replayer
-// must not be copied by value; start a second one with Resume(bank,
-// r.Value(), r.Count()).
+// new since the last quote. Advance reuses the value buffer and its hash
+// state, so a Replayer must not be copied by value; start a second one with
+// Resume(bank, r.Value(), r.Count()).
 type Replayer struct {
 	bank  crypto.Hash
 	value []byte
 	count int
+
+	// h and m are reused by every extend of a bank other than SHA-1 and
+	// SHA-256 (those two hash on the stack), so that replay allocates
+	// nothing per entry.
+	h hash.Hash
+	m []byte
 }
+
+// ffs is the measurement of a violation entry: all 0xFF, as long as the
+// longest bank (64 bytes, SHA-512).
+var ffs = bytes.Repeat([]byte{0xff}, 64)
 
 // NewReplayer starts a replay of bank from start (nil means the PCR's
 // reset value, all zero).
@@ -49,44 +61,68 @@ func (r *Replayer) Count() int { return r.count }
 // Advance extends the PCR with each entry in order. Entries for a PCR
 // other than 10 are consumed (counted) but not extended.
 func (r *Replayer) Advance(entries []Entry) error {
-	h := r.bank.New()
 	for i := range entries {
-		if entries[i].PCR != 10 {
-			r.count++
-			continue
+		if entries[i].PCR == 10 {
+			if err := r.extend(&entries[i]); err != nil {
+				return fmt.Errorf("ima: replay entry %d: %w", r.count, err)
+			}
 		}
-		d, err := r.measurement(&entries[i])
-		if err != nil {
-			return fmt.Errorf("ima: replay entry %d: %w", r.count, err)
-		}
-		h.Reset()
-		h.Write(r.value)
-		h.Write(d)
-		r.value = h.Sum(r.value[:0])
 		r.count++
 	}
 	return nil
 }
 
-// measurement is what the kernel extends into this bank for e: the logged
-// template hash for SHA-1, the bank's hash of the template data for the
-// others, and all 0xFF for a violation.
-func (r *Replayer) measurement(e *Entry) ([]byte, error) {
-	if e.IsViolation() {
-		return bytes.Repeat([]byte{0xff}, r.bank.Size()), nil
-	}
-	if r.bank == crypto.SHA1 {
-		if len(e.TemplateHash) != 20 {
-			return nil, fmt.Errorf("template hash is %d bytes, want 20", len(e.TemplateHash))
+// extend sets the PCR value to H(value || measurement(e)). The measurement
+// is what the kernel extends into this bank for e: the logged template
+// hash for SHA-1, the bank's hash of the template data for the others, and
+// all 0xFF for a violation.
+func (r *Replayer) extend(e *Entry) error {
+	violation := e.IsViolation()
+	if r.bank == crypto.SHA256 {
+		// The hub's bank: both hashes on the stack, no allocation.
+		var cat [2 * sha256.Size]byte
+		copy(cat[:sha256.Size], r.value)
+		if violation {
+			copy(cat[sha256.Size:], ffs)
+		} else {
+			if e.TemplateData == nil {
+				return fmt.Errorf("no template data to hash for bank %v", r.bank)
+			}
+			m := sha256.Sum256(e.TemplateData)
+			copy(cat[sha256.Size:], m[:])
 		}
-		return e.TemplateHash, nil
+		v := sha256.Sum256(cat[:])
+		copy(r.value, v[:])
+		return nil
 	}
-	if e.TemplateData == nil {
-		return nil, fmt.Errorf("no template data to hash for bank %v", r.bank)
+	var m []byte
+	switch {
+	case violation && r.bank.Size() <= len(ffs):
+		m = ffs[:r.bank.Size()]
+	case violation:
+		m = bytes.Repeat([]byte{0xff}, r.bank.Size())
+	case r.bank == crypto.SHA1:
+		if len(e.TemplateHash) != 20 {
+			return fmt.Errorf("template hash is %d bytes, want 20", len(e.TemplateHash))
+		}
+		m = e.TemplateHash
+	case e.TemplateData == nil:
+		return fmt.Errorf("no template data to hash for bank %v", r.bank)
 	}
-	h := r.bank.New()
-	h.Write(e.TemplateData)
-	return h.Sum(nil), nil
+	if r.h == nil {
+		r.h = r.bank.New()
+	}
+	if m == nil {
+		r.h.Reset()
+		r.h.Write(e.TemplateData)
+		r.m = r.h.Sum(r.m[:0])
+		m = r.m
+	}
+	r.h.Reset()
+	r.h.Write(r.value)
+	r.h.Write(m)
+	r.value = r.h.Sum(r.value[:0])
+	return nil
 }
 
 // Replay returns PCR 10's value in bank after extending every entry from
