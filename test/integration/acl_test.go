@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"github.com/ratatouille/rat/test/harness"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -63,7 +64,7 @@ func TestMosquittoACL(t *testing.T) {
 
 	// execA runs an approved file on A and waits for the hub to verify it:
 	// A still attests, and every ack the hub sends it has been published.
-	execA := func(what string) deviceView {
+	execA := func(what string) harness.DeviceView {
 		t.Helper()
 		before := h.mustDevice(t, a)
 		spA.exec(t, approved[0])
@@ -76,7 +77,7 @@ func TestMosquittoACL(t *testing.T) {
 	messages := func() uint64 { return h.metric(t, "rat_hub_messages_total") }
 
 	t.Run("B publishing on A's topics is dropped by the broker", func(t *testing.T) {
-		evBefore, recBefore, msgBefore := h.events(t, a), h.evidence(t, a), messages()
+		evBefore, recBefore, msgBefore := h.Events(t, a), h.evidence(t, a), messages()
 		cb := mqttClient(t, m, b, b)
 		forged, err := protocol.Marshal(&protocol.Evidence{Seq: 99, IMAStart: 0, Time: time.Now().Unix()})
 		if err != nil {
@@ -89,7 +90,7 @@ func TestMosquittoACL(t *testing.T) {
 		// (one publisher, QoS 1: in order). Had any forged message passed,
 		// the hub would count more than one, and A would show a rejection.
 		publish(t, cb, protocol.UpTopic("default", b, protocol.KindEvidence), forged)
-		eventually(t, 10*time.Second, "the hub receives B's own message", func() (bool, string) {
+		harness.Eventually(t, 10*time.Second, "the hub receives B's own message", func() (bool, string) {
 			n := messages()
 			return n > msgBefore, fmt.Sprintf("%d messages", n-msgBefore)
 		})
@@ -97,7 +98,7 @@ func TestMosquittoACL(t *testing.T) {
 		if n := messages() - msgBefore; n != 1 {
 			t.Errorf("the hub received %d messages, want only B's own: the broker let a forged one through", n)
 		}
-		if ev := h.events(t, a); len(ev) != len(evBefore) {
+		if ev := h.Events(t, a); len(ev) != len(evBefore) {
 			t.Errorf("A's events changed: %d → %d (%+v)", len(evBefore), len(ev), ev[len(evBefore):])
 		}
 		if rec := h.evidence(t, a); len(rec) != len(recBefore) {
@@ -138,10 +139,10 @@ func TestMosquittoACL(t *testing.T) {
 			mqttClient(t, m, b, id).Disconnect(100)
 		}
 		time.Sleep(500 * time.Millisecond)
-		if fileContains(devA.log, "broker connection lost") {
+		if harness.FileContains(devA.Log, "broker connection lost") {
 			t.Error("A lost its broker connection when B connected under A's client id")
 		}
-		if fileContains(h.proc.log, "hub lost the broker") {
+		if harness.FileContains(h.proc.Log, "hub lost the broker") {
 			t.Error("the hub lost its broker connection when B connected under its client id")
 		}
 		execA("after the takeover attempts")
@@ -167,14 +168,14 @@ func TestMosquittoACL(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				evBefore, recBefore, msgBefore := h.events(t, a), h.evidence(t, a), messages()
+				evBefore, recBefore, msgBefore := h.Events(t, a), h.evidence(t, a), messages()
 				// A's own credentials (a compromised or buggy device): the
 				// broker lets it publish on A's topics. The client id is the
 				// username, so this takes over A's session; A's agent is
 				// paused (SIGSTOP) meanwhile, or its immediate reconnect
 				// would take the session back first. Resumed, it
 				// reconnects by itself.
-				devA.signal(syscall.SIGSTOP)
+				devA.Signal(syscall.SIGSTOP)
 				ca := mqttClient(t, m, a, a)
 				tok := ca.Publish(protocol.UpTopic("default", a, tc.kind), 1, false, tc.payload)
 				if !tok.WaitTimeout(3*time.Second) && tc.wantID != "" { // no PUBACK for a packet the broker refuses
@@ -184,12 +185,12 @@ func TestMosquittoACL(t *testing.T) {
 					t.Errorf("publish: %v", tok.Error())
 				}
 				ca.Disconnect(100)
-				devA.signal(syscall.SIGCONT)
+				devA.Signal(syscall.SIGCONT)
 				if tc.wantID == "" {
 					// Mosquitto drops the sender's connection; had the
 					// packet reached the hub, it would be recorded on A.
 					execA("after the refused packet")
-					for _, e := range h.events(t, a)[len(evBefore):] {
+					for _, e := range h.Events(t, a)[len(evBefore):] {
 						if e.Kind == "rejected" {
 							t.Errorf("the hub saw the refused packet: %+v", e.Event)
 						}
@@ -199,9 +200,9 @@ func TestMosquittoACL(t *testing.T) {
 					}
 					return
 				}
-				var got *hubEvent
-				eventually(t, 10*time.Second, "a rejected event on A", func() (bool, string) {
-					ev := h.events(t, a)
+				var got *harness.HubEvent
+				harness.Eventually(t, 10*time.Second, "a rejected event on A", func() (bool, string) {
+					ev := h.Events(t, a)
 					for i := len(evBefore); i < len(ev); i++ {
 						if ev[i].Kind == "rejected" && ev[i].Event != nil {
 							got = &ev[i]
@@ -223,7 +224,7 @@ func TestMosquittoACL(t *testing.T) {
 			})
 		}
 	})
-	if devA.exited() {
-		t.Fatalf("rat-devsim A exited:\n%s", tail(devA.log, 20))
+	if devA.Exited() {
+		t.Fatalf("rat-devsim A exited:\n%s", harness.Tail(devA.Log, 20))
 	}
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"github.com/ratatouille/rat/test/harness"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,11 +13,11 @@ import (
 
 // devsim starts rat-devsim (the real agent on the TPM simulator, with a
 // simulated IMA) enrolled with a baseline of the files in rootfs.
-func startDevsim(t *testing.T, logs, id, group, brokerURL, passFile, rootfs, state string, heartbeat time.Duration) (*proc, *spool) {
+func startDevsim(t *testing.T, logs, id, group, brokerURL, passFile, rootfs, state string, heartbeat time.Duration) (*harness.Proc, *spool) {
 	t.Helper()
 	sp := &spool{path: filepath.Join(state, "exec-spool")}
 	sp.touch(t)
-	p := startProc(t, logs, "rat-devsim-"+id, nil, bin.devsim, "--hub", brokerURL, "--device-id", id, "--group", group,
+	p := startBin(t, logs, "rat-devsim-"+id, nil, bin.devsim, "--hub", brokerURL, "--device-id", id, "--group", group,
 		"--state", state, "--measure", rootfs, "--exec-spool", sp.path, "--baseline", "--mqtt-password-file", passFile,
 		"--heartbeat", heartbeat.String(), "--poll", "100ms")
 	return p, sp
@@ -88,17 +89,17 @@ func TestFaultsBrokerHubOutage(t *testing.T) {
 	time.Sleep(time.Second)
 	progress("steady state")
 
-	m.proc.kill(t)
+	m.proc.Kill(t)
 	time.Sleep(500 * time.Millisecond)
 	m.restart(t)
 	progress("broker SIGKILLed and restarted")
 
-	h.proc.kill(t)
+	h.proc.Kill(t)
 	time.Sleep(time.Second)
 	h.start(t)
 	progress("hub SIGKILLed and restarted")
 
-	m.proc.stop(t)
+	m.proc.Stop(t)
 	offline, err := devLog.Count()
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +118,7 @@ func TestFaultsBrokerHubOutage(t *testing.T) {
 	// Quiesce: the spool is fully measured, and the hub has all of it.
 	stopExec()
 	want := bootEntries + uint64(sp.count())
-	eventually(t, 10*time.Second, "the device measures every spooled exec", func() (bool, string) {
+	harness.Eventually(t, 10*time.Second, "the device measures every spooled exec", func() (bool, string) {
 		n, err := devLog.Count()
 		return err == nil && n == want, ""
 	})
@@ -138,7 +139,7 @@ func TestFaultsBrokerHubOutage(t *testing.T) {
 	if !strings.Contains(d.Reason, evil) || !failuresNaming(d.Failures, notInAllowlist, evil) {
 		t.Errorf("UNTRUSTED for %q (failures %+v), want %s naming %s", d.Reason, d.Failures, notInAllowlist, evil)
 	}
-	if dev.exited() {
-		t.Fatalf("rat-devsim exited:\n%s", tail(dev.log, 20))
+	if dev.Exited() {
+		t.Fatalf("rat-devsim exited:\n%s", harness.Tail(dev.Log, 20))
 	}
 }

@@ -2,10 +2,8 @@ package integration
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
+	"github.com/ratatouille/rat/test/harness"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,11 +14,10 @@ import (
 
 // hub is a running rat-hub process on an external broker.
 type hub struct {
+	harness.Hub
 	data, logDir string
 	args         []string
-	proc         *proc
-	api          string
-	token        string
+	proc         *harness.Proc
 }
 
 // startHub starts rat-hub serve with its store in data, on the broker at
@@ -39,82 +36,8 @@ func (h *hub) start(t *testing.T) {
 	t.Helper()
 	addrFile := filepath.Join(h.data, "addrs.json")
 	_ = os.Remove(addrFile)
-	h.proc = startProc(t, h.logDir, "rat-hub", nil, bin.hub, h.args...)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		b, err := os.ReadFile(addrFile)
-		if err == nil {
-			var a struct{ HTTP string }
-			if err := json.Unmarshal(b, &a); err != nil {
-				t.Fatalf("hub addr file: %v", err)
-			}
-			h.api = a.HTTP
-			break
-		}
-		if h.proc.exited() || time.Now().After(deadline) {
-			t.Fatalf("rat-hub did not start:\n%s", tail(h.proc.log, 20))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	tok, err := os.ReadFile(filepath.Join(h.data, "operator.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.token = strings.TrimSpace(string(tok))
-}
-
-// get GETs an API path into v.
-func (h *hub) get(path string, v any) error {
-	req, err := http.NewRequest(http.MethodGet, h.api+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+h.token)
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
-	}
-	if s, ok := v.(*string); ok {
-		*s = string(b)
-		return nil
-	}
-	return json.Unmarshal(b, v)
-}
-
-// failureEvent is failure.Event as the API shows it.
-type failureEvent struct {
-	ID      string            `json:"id"`
-	Context string            `json:"context"`
-	Fields  map[string]string `json:"fields"`
-}
-
-type hubEvent struct {
-	Kind   string        `json:"kind"`
-	Seq    uint64        `json:"seq"`
-	State  string        `json:"state"`
-	Detail string        `json:"detail"`
-	Event  *failureEvent `json:"event"`
-}
-
-type deviceView struct {
-	ID         string         `json:"id"`
-	State      string         `json:"state"`
-	Reason     string         `json:"reason"`
-	IMAEntries uint64         `json:"ima_entries"`
-	Quotes     uint64         `json:"quotes"`
-	NextSeq    uint64         `json:"next_seq"`
-	Thinned    uint64         `json:"thinned"`
-	Failures   []failureEvent `json:"failures"`
-	Events     []hubEvent     `json:"events"`
+	h.proc = startBin(t, h.logDir, "rat-hub", nil, bin.hub, h.args...)
+	h.Hub = harness.WaitHub(t, h.proc, addrFile, h.data)
 }
 
 type recordView struct {
@@ -125,34 +48,19 @@ type recordView struct {
 	Thinned    uint64 `json:"thinned"`
 }
 
-func (h *hub) device(id string) (deviceView, error) {
-	var d deviceView
-	err := h.get("/v1/devices/"+id, &d)
-	return d, err
-}
-
-func (h *hub) mustDevice(t *testing.T, id string) deviceView {
+func (h *hub) mustDevice(t *testing.T, id string) harness.DeviceView {
 	t.Helper()
-	d, err := h.device(id)
+	d, err := h.Device(id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
 
-func (h *hub) events(t *testing.T, id string) []hubEvent {
-	t.Helper()
-	var ev []hubEvent
-	if err := h.get("/v1/devices/"+id+"/events", &ev); err != nil {
-		t.Fatal(err)
-	}
-	return ev
-}
-
 func (h *hub) evidence(t *testing.T, id string) []recordView {
 	t.Helper()
 	var rs []recordView
-	if err := h.get("/v1/devices/"+id+"/evidence", &rs); err != nil {
+	if err := h.Get("/v1/devices/"+id+"/evidence", &rs); err != nil {
 		t.Fatal(err)
 	}
 	return rs
@@ -162,7 +70,7 @@ func (h *hub) evidence(t *testing.T, id string) []recordView {
 func (h *hub) metric(t *testing.T, name string) uint64 {
 	t.Helper()
 	var text string
-	if err := h.get("/metrics", &text); err != nil {
+	if err := h.Get("/metrics", &text); err != nil {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(strings.NewReader(text))
@@ -180,12 +88,12 @@ func (h *hub) metric(t *testing.T, name string) uint64 {
 }
 
 // waitState waits until the hub says device id is in state.
-func (h *hub) waitState(t *testing.T, id, state string, timeout time.Duration) deviceView {
+func (h *hub) waitState(t *testing.T, id, state string, timeout time.Duration) harness.DeviceView {
 	t.Helper()
-	var d deviceView
-	eventually(t, timeout, id+" "+state, func() (bool, string) {
+	var d harness.DeviceView
+	harness.Eventually(t, timeout, id+" "+state, func() (bool, string) {
 		var err error
-		d, err = h.device(id)
+		d, err = h.Device(id)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -195,12 +103,12 @@ func (h *hub) waitState(t *testing.T, id, state string, timeout time.Duration) d
 }
 
 // waitIMA waits until the hub has verified at least n IMA entries of id.
-func (h *hub) waitIMA(t *testing.T, id string, n uint64, timeout time.Duration) deviceView {
+func (h *hub) waitIMA(t *testing.T, id string, n uint64, timeout time.Duration) harness.DeviceView {
 	t.Helper()
-	var d deviceView
-	eventually(t, timeout, fmt.Sprintf("%s: hub verifies %d IMA entries", id, n), func() (bool, string) {
+	var d harness.DeviceView
+	harness.Eventually(t, timeout, fmt.Sprintf("%s: hub verifies %d IMA entries", id, n), func() (bool, string) {
 		var err error
-		d, err = h.device(id)
+		d, err = h.Device(id)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -241,7 +149,7 @@ func checkEvidenceChain(t *testing.T, rs []recordView, want uint64) {
 	}
 }
 
-func failuresNaming(fs []failureEvent, id, path string) bool {
+func failuresNaming(fs []harness.FailureEvent, id, path string) bool {
 	for _, f := range fs {
 		if f.ID == id && (strings.Contains(f.Context, path) || f.Fields["path"] == path) {
 			return true

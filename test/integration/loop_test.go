@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"github.com/ratatouille/rat/test/harness"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +39,7 @@ func TestLoopSwtpmAgentMosquitto(t *testing.T) {
 		"--ima-file", k.path, "--state", filepath.Join(work, "agent"), "--event-log", filepath.Join(work, "no-event-log"),
 		"--release-file", filepath.Join(work, "no-os-release"), "--mqtt-password-file", m.passwordFile(t, id),
 		"--poll", "100ms", "--heartbeat", "2s", "--baseline"}
-	agent := startProc(t, logs, "rat-agent", nil, bin.agent, agentArgs...)
+	agent := startBin(t, logs, "rat-agent", nil, bin.agent, agentArgs...)
 
 	h.waitState(t, id, "TRUSTED", 30*time.Second)
 	d := h.waitIMA(t, id, uint64(k.entries), 10*time.Second)
@@ -47,10 +48,10 @@ func TestLoopSwtpmAgentMosquitto(t *testing.T) {
 	}
 
 	// SIGKILL the agent mid-stream; an unapproved file runs meanwhile.
-	agent.kill(t)
+	agent.Kill(t)
 	evil := writeFiles(t, filepath.Join(work, "tmp"), "dropper")[0]
 	k.measure(t, evil)
-	agent = startProc(t, logs, "rat-agent", nil, bin.agent, agentArgs...)
+	agent = startBin(t, logs, "rat-agent", nil, bin.agent, agentArgs...)
 
 	d = h.waitState(t, id, "UNTRUSTED", 20*time.Second)
 	if !strings.Contains(d.Reason, evil) || !strings.Contains(d.Reason, notInAllowlist) {
@@ -67,7 +68,7 @@ func TestLoopSwtpmAgentMosquitto(t *testing.T) {
 
 	// The operator approves it: policy v2 from the device's own log,
 	// through the operator CLI.
-	env := append(os.Environ(), "RAT_HUB="+h.api, "RAT_TOKEN_FILE="+filepath.Join(h.data, "operator.token"))
+	env := append(os.Environ(), "RAT_HUB="+h.URL, "RAT_TOKEN_FILE="+filepath.Join(h.data, "operator.token"))
 	policy := filepath.Join(work, "policy-v2.json")
 	for _, args := range [][]string{
 		{"policy", "create", "--ima-log", k.path, "-o", policy},
@@ -87,7 +88,7 @@ func TestLoopSwtpmAgentMosquitto(t *testing.T) {
 		t.Fatalf("hub verified %d IMA entries, the log has %d", d.IMAEntries, k.entries)
 	}
 	checkEvidenceChain(t, h.evidence(t, id), uint64(k.entries))
-	if agent.exited() {
-		t.Fatalf("rat-agent exited:\n%s", tail(agent.log, 20))
+	if agent.Exited() {
+		t.Fatalf("rat-agent exited:\n%s", harness.Tail(agent.Log, 20))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/ratatouille/rat/test/harness"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,7 +54,7 @@ type mosquitto struct {
 	port  int
 	conf  string
 	pass  map[string]string
-	proc  *proc
+	proc  *harness.Proc
 	logTo string
 }
 
@@ -61,8 +62,8 @@ type mosquitto struct {
 // rat-hub and each of devices, every one with its own random password.
 func startMosquitto(t *testing.T, logDir string, devices ...string) *mosquitto {
 	t.Helper()
-	mbin := requireTool(t, "mosquitto")
-	mpw := requireTool(t, "mosquitto_passwd")
+	mbin := harness.RequireTool(t, "mosquitto")
+	mpw := harness.RequireTool(t, "mosquitto_passwd")
 	dir := t.TempDir()
 	m := &mosquitto{bin: mbin, dir: dir, pass: map[string]string{}, logTo: logDir}
 	pwFile := filepath.Join(dir, "passwd")
@@ -88,7 +89,7 @@ func startMosquitto(t *testing.T, logDir string, devices ...string) *mosquitto {
 		t.Fatal(err)
 	}
 	for attempt := 0; attempt < 5; attempt++ {
-		m.port = freePort(t)
+		m.port = harness.FreePort(t)
 		var conf strings.Builder
 		fmt.Fprintf(&conf, "listener %d 127.0.0.1\n", m.port)
 		conf.WriteString(mosquittoSettings)
@@ -106,7 +107,7 @@ func startMosquitto(t *testing.T, logDir string, devices ...string) *mosquitto {
 		if m.start(t) {
 			return m
 		}
-		t.Logf("mosquitto on port %d did not come up; retrying\n%s", m.port, tail(filepath.Join(logDir, "mosquitto.log"), 10))
+		t.Logf("mosquitto on port %d did not come up; retrying\n%s", m.port, harness.Tail(filepath.Join(logDir, "mosquitto.log"), 10))
 	}
 	t.Fatal("could not start mosquitto")
 	return nil
@@ -116,9 +117,9 @@ func startMosquitto(t *testing.T, logDir string, devices ...string) *mosquitto {
 // persistence directory.
 func (m *mosquitto) start(t *testing.T) bool {
 	t.Helper()
-	m.proc = startProc(t, m.logTo, "mosquitto", nil, m.bin, "-c", m.conf)
-	if !waitListening(m.proc, m.addr(), 10*time.Second) {
-		m.proc.kill(t)
+	m.proc = startBin(t, m.logTo, "mosquitto", nil, m.bin, "-c", m.conf)
+	if !m.proc.WaitListening(m.addr(), 10*time.Second) {
+		m.proc.Kill(t)
 		return false
 	}
 	return true

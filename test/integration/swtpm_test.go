@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"fmt"
+	"github.com/ratatouille/rat/test/harness"
 	"os"
 	"testing"
 	"time"
@@ -16,23 +17,23 @@ import (
 // platform port = command port + 1) and returns its tcp:// address.
 func startSwtpm(t *testing.T, logDir string) string {
 	t.Helper()
-	swtpm := requireTool(t, "swtpm")
+	swtpm := harness.RequireTool(t, "swtpm")
 	state := t.TempDir()
 	for attempt := 0; attempt < 5; attempt++ {
-		port := freePort(t)
+		port := harness.FreePort(t)
 		if port >= 65535 {
 			continue
 		}
-		p := startProc(t, logDir, "swtpm", nil, swtpm, "socket", "--tpm2", "--tpmstate", "dir="+state,
+		p := startBin(t, logDir, "swtpm", nil, swtpm, "socket", "--tpm2", "--tpmstate", "dir="+state,
 			"--server", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", port),
 			"--ctrl", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", port+1),
 			"--flags", "not-need-init,startup-clear")
 		// Probe the platform port only: swtpm serves one client at a time
 		// on the command port, and a probe there would hold it.
-		if waitListening(p, fmt.Sprintf("127.0.0.1:%d", port+1), 10*time.Second) {
+		if p.WaitListening(fmt.Sprintf("127.0.0.1:%d", port+1), 10*time.Second) {
 			return fmt.Sprintf("tcp://127.0.0.1:%d", port)
 		}
-		p.kill(t)
+		p.Kill(t)
 	}
 	t.Fatal("could not start swtpm")
 	return ""
