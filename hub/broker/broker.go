@@ -30,7 +30,9 @@ type Config struct {
 	TLS     *tls.Config
 	// Fleet is the only fleet whose topics devices may use.
 	Fleet string
-	// HubSecret is the password of the hub's client.
+	// HubSecret is the password of a hub client connecting over TCP; empty
+	// refuses every client naming itself the hub (the hub in this process
+	// uses the inline client: Subscribe and Publish).
 	HubSecret string
 	Log       *slog.Logger
 	// OnDenied is called for each refused connect, publish or subscribe.
@@ -50,7 +52,9 @@ func Start(cfg Config) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: log})
+	// The inline client is the hub in this process (Subscribe, Publish):
+	// no MQTT encode/decode and no loopback TCP hop per message.
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: log})
 	// Bound packets a little above the protocol's message bound.
 	srv.Options.Capabilities.MaximumPacketSize = protocol.MaxMessage + 4096
 	if err := srv.AddHook(&acl{cfg: cfg}, nil); err != nil {
@@ -89,6 +93,30 @@ func (b *Broker) TLSAddr() string {
 // Close stops the broker.
 func (b *Broker) Close() error { return b.srv.Close() }
 
+// Subscribe hands every message published on filter to fn, through the
+// broker's inline client (the hub in this process). fn runs in the
+// publishing client's connection goroutine, after the broker has
+// acknowledged the PUBLISH, so the messages of one client reach fn one at a
+// time and in their order; fn must copy payload to keep it.
+func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) error {
+	if err := b.srv.Subscribe(filter, 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, pk.Payload)
+	}); err != nil {
+		return fmt.Errorf("broker: subscribe %s: %w", filter, err)
+	}
+	return nil
+}
+
+// Publish sends payload on topic as the hub (the inline client, which the
+// ACL does not restrict), not retained, at QoS 1 to subscribers that asked
+// for QoS 1.
+func (b *Broker) Publish(topic string, payload []byte) error {
+	if err := b.srv.Publish(topic, payload, false, 1); err != nil {
+		return fmt.Errorf("broker: publish %s: %w", topic, err)
+	}
+	return nil
+}
+
 type acl struct {
 	mqtt.HookBase
 	cfg Config
@@ -108,6 +136,11 @@ func (a *acl) denied(user, topic, why string) {
 
 func (a *acl) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
+	if pk.Connect.ClientIdentifier == mqtt.InlineClientId {
+		// It would take over the session of the hub's inline client.
+		a.denied(user, "", "client id is reserved for the hub")
+		return false
+	}
 	if user == HubUser {
 		ok := a.cfg.HubSecret != "" && subtle.ConstantTimeCompare(pk.Connect.Password, []byte(a.cfg.HubSecret)) == 1
 		if !ok {

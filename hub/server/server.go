@@ -3,9 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -16,8 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/ratatouille/rat/evidence/failure"
 	"github.com/ratatouille/rat/evidence/ima"
@@ -85,7 +81,7 @@ type Server struct {
 	st        store.Store
 	v         *verifier.Verifier
 	broker    *broker.Broker
-	client    paho.Client
+	link      link // to the broker: inline (embedded) or an MQTT client (external)
 	runner    *revoke.Runner
 	queues    []chan msg
 	wg        sync.WaitGroup
@@ -157,18 +153,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.v = verifier.New(vc)
 	s.runner = &revoke.Runner{Actions: append([]revoke.Action{&revoke.Func{N: "mqtt command", F: s.commandDevice}}, cfg.Actions...), Audit: s.auditAction}
 
-	url, user, pass := cfg.MQTT, cfg.MQTTUser, cfg.MQTTPassword
-	if url == "" {
-		secret := make([]byte, 24)
-		if _, err := rand.Read(secret); err != nil {
-			cancel()
-			return nil, err
-		}
+	if cfg.MQTT == "" {
 		addr := cfg.EmbeddedAddr
 		if addr == "" {
 			addr = "127.0.0.1:0"
 		}
-		b, err := broker.Start(broker.Config{Addr: addr, TLSAddr: cfg.EmbeddedTLSAddr, TLS: cfg.EmbeddedTLS, Fleet: cfg.Fleet, HubSecret: hex.EncodeToString(secret), Log: cfg.Log.With("component", "broker"),
+		// No HubSecret: the hub is the broker's inline client, so no
+		// network client can log in as the hub.
+		b, err := broker.Start(broker.Config{Addr: addr, TLSAddr: cfg.EmbeddedTLSAddr, TLS: cfg.EmbeddedTLS, Fleet: cfg.Fleet, Log: cfg.Log.With("component", "broker"),
 			OnDenied: func(u, t, why string) {
 				s.Metrics.Denied.Add(1)
 				s.log.Warn("broker refused", "user", u, "topic", t, "why", why)
@@ -178,13 +170,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 		s.broker = b
-		url, user, pass = "tcp://"+b.Addr(), broker.HubUser, hex.EncodeToString(secret)
+		s.brokerURL = "tcp://" + b.Addr()
+	} else {
+		s.brokerURL = cfg.MQTT
 	}
-	s.brokerURL = url
 	if s.broker != nil && s.broker.TLSAddr() != "" {
 		s.deviceURL = "ssl://" + s.broker.TLSAddr()
 	} else {
-		s.deviceURL = url
+		s.deviceURL = s.brokerURL
 	}
 	for i := 0; i < cfg.Workers; i++ {
 		q := make(chan msg, 256)
@@ -192,32 +185,22 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.wg.Add(1)
 		go s.worker(q)
 	}
-	o := paho.NewClientOptions().AddBroker(url).SetClientID("rat-hub-" + cfg.Fleet).SetUsername(user).SetPassword(pass).
-		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(500 * time.Millisecond).
-		SetMaxReconnectInterval(5 * time.Second).SetOrderMatters(true)
 	sub := protocol.Prefix + "/dt/" + cfg.Fleet + "/+/+"
-	connected := make(chan struct{}, 1)
-	o.SetOnConnectHandler(func(c paho.Client) {
-		t := c.Subscribe(sub, 1, s.onMessage)
-		t.Wait()
-		if t.Error() != nil {
-			s.log.Error("subscribe", "topic", sub, "err", t.Error())
-			return
+	// The link is set before the first message can arrive: a worker may
+	// answer it at once.
+	if s.broker != nil {
+		s.link = inlineLink{s.broker}
+		if err := s.broker.Subscribe(sub, s.onMessage); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("server: %w", err)
 		}
-		s.log.Info("hub connected to broker", "broker", url)
-		select {
-		case connected <- struct{}{}:
-		default:
+	} else {
+		l := newPahoLink(cfg, sub, s.onMessage, s.log)
+		s.link = l
+		if err := l.connect(); err != nil {
+			s.Close()
+			return nil, err
 		}
-	})
-	o.SetConnectionLostHandler(func(_ paho.Client, err error) { s.log.Warn("hub lost the broker", "err", err) })
-	s.client = paho.NewClient(o)
-	s.client.Connect()
-	select {
-	case <-connected:
-	case <-time.After(15 * time.Second):
-		s.Close()
-		return nil, fmt.Errorf("server: cannot connect to the broker at %s", url)
 	}
 	s.wg.Add(1)
 	go s.staleLoop()
@@ -231,8 +214,8 @@ func (s *Server) BrokerURL() string { return s.deviceURL }
 // Close stops the hub.
 func (s *Server) Close() error {
 	s.cancel()
-	if s.client != nil {
-		s.client.Disconnect(250)
+	if s.link != nil {
+		s.link.close()
 	}
 	s.qmu.Lock()
 	s.closed = true
@@ -248,14 +231,16 @@ func (s *Server) Close() error {
 	return nil
 }
 
-func (s *Server) onMessage(_ paho.Client, m paho.Message) {
+// onMessage takes a device's message from the broker (one device's
+// messages arrive one at a time, in order).
+func (s *Server) onMessage(topic string, payload []byte) {
 	s.Metrics.Messages.Add(1)
-	fleet, device, kind, err := protocol.ParseUpTopic(m.Topic())
+	fleet, device, kind, err := protocol.ParseUpTopic(topic)
 	if err != nil || fleet != s.cfg.Fleet {
 		s.Metrics.Malformed.Add(1)
 		return
 	}
-	s.enqueue(msg{fleet: fleet, device: device, kind: kind, payload: append([]byte(nil), m.Payload()...)})
+	s.enqueue(msg{fleet: fleet, device: device, kind: kind, payload: append([]byte(nil), payload...)})
 }
 
 // enqueue hands m to its device's worker; messages of one device always go
@@ -292,7 +277,9 @@ func (s *Server) publish(fleet, device, kind string, m any) {
 		s.log.Error("encode reply", "err", err)
 		return
 	}
-	s.client.Publish(protocol.DownTopic(fleet, device, kind), 1, false, b)
+	if err := s.link.publish(protocol.DownTopic(fleet, device, kind), b, false); err != nil {
+		s.log.Warn("publish reply", "device", device, "kind", kind, "err", err)
+	}
 }
 
 func (s *Server) handle(m msg) {
@@ -425,11 +412,7 @@ func (s *Server) commandDevice(_ context.Context, e revoke.Event) error {
 	if err != nil {
 		return err
 	}
-	t := s.client.Publish(protocol.DownTopic(e.Fleet, e.Device, protocol.KindCommand), 1, false, b)
-	if !t.WaitTimeout(5 * time.Second) {
-		return errors.New("publish timed out")
-	}
-	return t.Error()
+	return s.link.publish(protocol.DownTopic(e.Fleet, e.Device, protocol.KindCommand), b, true)
 }
 
 func (s *Server) auditAction(e revoke.Event, action string, attempt int, err error) {
