@@ -7,6 +7,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -45,8 +46,33 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// isHelp reports whether arg asks for usage.
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "help" }
+
+// verb is one verb of a command with verbs (rat policy create, ...): it
+// parses its own flags from args.
+type verb func(args []string, stdout, stderr io.Writer) int
+
+// dispatch runs the verb args[0] of the command name: usage on stderr for
+// help (exit 0), for no verb or for an unknown one (exit 2).
+func dispatch(name, usage string, args []string, verbs map[string]verb) int {
+	if len(args) == 0 || isHelp(args[0]) {
+		fmt.Fprintln(os.Stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	v, ok := verbs[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "%s: unknown verb %q\n%s\n", name, args[0], usage)
+		return 2
+	}
+	return v(args[1:], os.Stdout, os.Stderr)
+}
+
 func run(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		usage()
 		if len(args) == 0 {
 			return 2

@@ -30,21 +30,7 @@ IMG is a RAUC bundle, SWUpdate .swu, Mender artifact, bare rootfs image
 exit: 0 ok, 2 usage or unusable input`
 
 func runOTA(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(os.Stderr, otaUsage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	switch args[0] {
-	case "policy":
-		return otaPolicy(args[1:], os.Stdout, os.Stderr)
-	case "info":
-		return otaInfo(args[1:], os.Stdout, os.Stderr)
-	}
-	fmt.Fprintf(os.Stderr, "rat ota: unknown verb %q\n%s\n", args[0], otaUsage)
-	return 2
+	return dispatch("rat ota", otaUsage, args, map[string]verb{"policy": otaPolicy, "info": otaInfo})
 }
 
 func otaPolicy(args []string, stdout, stderr io.Writer) int {

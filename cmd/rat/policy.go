@@ -27,31 +27,15 @@ const policyUsage = `usage:
 exit: 0 ok, 1 policy violations (check), 2 usage or unusable input`
 
 func runPolicy(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(os.Stderr, policyUsage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	switch args[0] {
-	case "create":
-		return policyCreate(args[1:], os.Stdout, os.Stderr)
-	case "check":
-		return policyCheck(args[1:], os.Stdout, os.Stderr)
-	case "diff":
-		return policyDiff(args[1:], os.Stdout, os.Stderr)
-	case "sign": // policysign.go
-		return policySign(args[1:], os.Stdout, os.Stderr)
-	case "verify": // policysign.go
-		return policyVerify(args[1:], os.Stdout, os.Stderr)
-	case "keygen": // keygen.go
-		return policyKeygen(args[1:], os.Stdout, os.Stderr)
-	case "push": // hubclient.go
-		return policyPush(args[1:], os.Stdout, os.Stderr)
-	}
-	fmt.Fprintf(os.Stderr, "rat policy: unknown verb %q\n%s\n", args[0], policyUsage)
-	return 2
+	return dispatch("rat policy", policyUsage, args, map[string]verb{
+		"create": policyCreate,
+		"check":  policyCheck,
+		"diff":   policyDiff,   // policydiff.go
+		"sign":   policySign,   // policysign.go
+		"verify": policyVerify, // policysign.go
+		"keygen": policyKeygen, // keygen.go
+		"push":   policyPush,   // hubclient.go
+	})
 }
 
 type multiFlag []string
