@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -121,6 +122,9 @@ func (a *auditor) record(r *protocol.Evidence) {
 	}
 	a.quoted(r)
 }
+
+// bootAggregatePath is the path of IMA's first entry of a boot.
+const bootAggregatePath = "boot_aggregate"
 
 func (a *auditor) breakSegment(why string) {
 	if a.seg != nil {
@@ -349,12 +353,19 @@ func (a *auditor) judge(r *protocol.Evidence, entries []ima.Entry, first uint64)
 	}
 	a.rep.Policies[a.policyIdx].Records++
 	var opts []runtimepolicy.EvalOption
-	var pcrs [][]byte
-	for i := 0; i < 10; i++ {
-		pcrs = append(pcrs, r.PCRs[quote.AlgSHA256][i])
-	}
-	if agg, err := ima.BootAggregate(pcrs, crypto.SHA256); err == nil {
-		opts = append(opts, runtimepolicy.WithBootAggregates(hex.EncodeToString(agg)))
+	// The boot_aggregate computed from the quoted PCRs 0-9 is allowed for
+	// the boot_aggregate entry. The option only changes how that one path
+	// is judged (and costs Evaluate a copy of the policy's digest map), so
+	// it is given only to batches holding such an entry: normally the
+	// first record of a boot.
+	if slices.ContainsFunc(entries, func(e ima.Entry) bool { return e.Path == bootAggregatePath }) {
+		var pcrs [][]byte
+		for i := 0; i < 10; i++ {
+			pcrs = append(pcrs, r.PCRs[quote.AlgSHA256][i])
+		}
+		if agg, err := ima.BootAggregate(pcrs, crypto.SHA256); err == nil {
+			opts = append(opts, runtimepolicy.WithBootAggregates(hex.EncodeToString(agg)))
+		}
 	}
 	evs := runtimepolicy.Evaluate(a.policy, entries, opts...)
 	for _, ev := range evs {

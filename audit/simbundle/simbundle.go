@@ -117,58 +117,13 @@ func Build(logPath, dir string, opt Options) (*Fixture, error) {
 		return nil, err
 	}
 
-	ek, err := t.CreateEK()
+	id, err := newIdentity(t, dir, opt.SelfIssued)
 	if err != nil {
 		return nil, err
 	}
-	ak, err := t.CreateAK()
-	if err != nil {
-		return nil, err
-	}
-	// Credential activation, as the hub does at enrollment.
-	ch, err := credential.Make(ek.PublicArea, ak.PublicArea)
-	if err != nil {
-		return nil, err
-	}
-	answer, err := ek.ActivateCredential(ak, ch.IDObject, ch.EncSecret)
-	if err != nil {
-		return nil, err
-	}
-	if err := ch.Check(answer); err != nil {
-		return nil, err
-	}
-	_ = ek.Close()
-	f.HubKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	signer, err := cose.NewSigner(cose.AlgorithmES256, f.HubKey)
-	if err != nil {
-		return nil, err
-	}
-	const t0 = 1_800_000_000
-	binding, err := bundle.SignBinding(signer, &bundle.Binding{AKPublic: ak.PublicArea, EKPublic: ek.PublicArea, Method: bundle.BindingMethod, Time: t0 - 3600, Hub: "hub-test", Device: "dev-1"})
-	if err != nil {
-		return nil, err
-	}
-	ekCert, err := issueEKCert(ek.PublicArea, dir)
-	if err != nil {
-		return nil, err
-	}
-	f.EKRootsDir = dir
-	akDER, _ := x509.MarshalPKIXPublicKey(ak.Public)
-	f.AKPEM = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: akDER})
-	hubDER, _ := x509.MarshalPKIXPublicKey(&f.HubKey.PublicKey)
-	ueid := claims.UEID(ek.PublicArea)
-	tok, err := bundle.NewToken(ueid, "hub-test", "dev-1", time.Unix(t0+7200, 0))
-	if err != nil {
-		return nil, err
-	}
-	tok.SpanFrom, tok.SpanTo = t0, t0+7200
-	if opt.SelfIssued {
-		tok.Issuer, tok.SelfIssued = "device", true
-	}
-	f.Header = &bundle.Header{Token: tok, EKPublic: ek.PublicArea, EKCerts: [][]byte{ekCert}, AKPublic: ak.PublicArea, Binding: binding, HubKey: hubDER}
+	ak, ueid := id.ak, id.ueid
+	f.HubKey, f.EKRootsDir, f.AKPEM, f.Header = id.hubKey, dir, id.akPEM, id.header
+	const t0 = startTime
 
 	// The runtime policy: generated from the log (as the hub's baseline
 	// is), signed with a key as `rat policy sign` does.
@@ -200,7 +155,7 @@ func Build(logPath, dir string, opt Options) (*Fixture, error) {
 	// digest as qualifying data. Boot 1 has 5 quotes (one delta split into
 	// an IMA-only chunk plus its quoted record, one heartbeat); then a
 	// reboot and a second boot with 2 quotes.
-	a := &agent{t: t, ak: ak, ueid: ueid, time: t0, eventLog: evLog, selfIssued: opt.SelfIssued}
+	a := &agent{t: t, ak: ak, ueid: ueid, time: t0, step: 600, eventLog: evLog, selfIssued: opt.SelfIssued}
 	cuts := []int{1, len(entries) / 3, len(entries) / 2, len(entries) / 2, len(entries)}
 	done := 0
 	for i, c := range cuts {
@@ -255,6 +210,78 @@ func Build(logPath, dir string, opt Options) (*Fixture, error) {
 	return f, nil
 }
 
+// startTime is the fixtures' first device time (NumericDate).
+const startTime = 1_800_000_000
+
+// identity is a simulated device's TPM identity as the hub enrolled it:
+// EK (with a test manufacturer certificate), AK bound by real credential
+// activation, the hub key that signed the binding, and the bundle header.
+type identity struct {
+	ak     *tpm.AK
+	ueid   []byte
+	hubKey *ecdsa.PrivateKey
+	akPEM  []byte
+	header *bundle.Header
+}
+
+// newIdentity creates the EK and AK on t, activates the credential as the
+// hub does at enrollment, and writes the EK roots to dir/ca.pem.
+func newIdentity(t *tpm.TPM, dir string, selfIssued bool) (*identity, error) {
+	ek, err := t.CreateEK()
+	if err != nil {
+		return nil, err
+	}
+	ak, err := t.CreateAK()
+	if err != nil {
+		return nil, err
+	}
+	// Credential activation, as the hub does at enrollment.
+	ch, err := credential.Make(ek.PublicArea, ak.PublicArea)
+	if err != nil {
+		return nil, err
+	}
+	answer, err := ek.ActivateCredential(ak, ch.IDObject, ch.EncSecret)
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.Check(answer); err != nil {
+		return nil, err
+	}
+	_ = ek.Close()
+	id := &identity{ak: ak}
+	id.hubKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := cose.NewSigner(cose.AlgorithmES256, id.hubKey)
+	if err != nil {
+		return nil, err
+	}
+	const t0 = startTime
+	binding, err := bundle.SignBinding(signer, &bundle.Binding{AKPublic: ak.PublicArea, EKPublic: ek.PublicArea, Method: bundle.BindingMethod, Time: t0 - 3600, Hub: "hub-test", Device: "dev-1"})
+	if err != nil {
+		return nil, err
+	}
+	ekCert, err := issueEKCert(ek.PublicArea, dir)
+	if err != nil {
+		return nil, err
+	}
+	akDER, _ := x509.MarshalPKIXPublicKey(ak.Public)
+	id.akPEM = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: akDER})
+	hubDER, _ := x509.MarshalPKIXPublicKey(&id.hubKey.PublicKey)
+	id.ueid = claims.UEID(ek.PublicArea)
+	tok, err := bundle.NewToken(id.ueid, "hub-test", "dev-1", time.Unix(t0+7200, 0))
+	if err != nil {
+		return nil, err
+	}
+	tok.SpanFrom, tok.SpanTo = t0, t0+7200
+	if selfIssued {
+		tok.Issuer, tok.SelfIssued = "device", true
+	}
+	id.header = &bundle.Header{Token: tok, EKPublic: ek.PublicArea, EKCerts: [][]byte{ekCert}, AKPublic: ak.PublicArea, Binding: binding, HubKey: hubDER}
+	return id, nil
+}
+
 type agent struct {
 	t       *tpm.TPM
 	ak      *tpm.AK
@@ -263,6 +290,12 @@ type agent struct {
 	prev    []byte
 	time    int64
 	records []*protocol.Evidence
+	// nonceSize is the verifier nonce's length (the hub issues 32 bytes).
+	nonceSize int
+	// step is the device time between quotes (seconds).
+	step int64
+	// emit, when set, receives each record instead of records.
+	emit func(*protocol.Evidence) error
 	// eventLog goes with the first quote of each boot.
 	eventLog     []byte
 	eventLogSent bool
@@ -291,8 +324,8 @@ func (a *agent) chunk(es []ima.Entry, start uint64) {
 
 func (a *agent) quote(es []ima.Entry, start, count uint64, boot string) error {
 	a.seq++
-	a.time += 600
-	nonce := make([]byte, 16)
+	a.time += a.step
+	nonce := make([]byte, max(a.nonceSize, 16))
 	if _, err := rand.Read(nonce); err != nil {
 		return err
 	}
@@ -316,8 +349,11 @@ func (a *agent) quote(es []ima.Entry, start, count uint64, boot string) error {
 	if len(a.eventLog) > 0 && !a.eventLogSent {
 		r.EventLog, a.eventLogSent = a.eventLog, true
 	}
-	a.records = append(a.records, r)
 	a.prev = claims.QuoteDigest(q.Attest, q.Signature)
+	if a.emit != nil {
+		return a.emit(r)
+	}
+	a.records = append(a.records, r)
 	return nil
 }
 
