@@ -44,43 +44,58 @@ func Evaluate(p *Policy, entries []ima.Entry, opts ...EvalOption) []failure.Even
 	for _, o := range opts {
 		o(&cfg)
 	}
-	digests := p.Digests
+	ev := evaluator{p: p}
 	if len(cfg.bootAggregates) > 0 {
-		digests = make(map[string][]string, len(p.Digests)+1)
-		for k, v := range p.Digests {
-			digests[k] = v
-		}
+		// The policy's boot_aggregate digests and these, without copying
+		// the whole digest map for the one path.
 		ba := slices.Clone(p.Digests["boot_aggregate"])
 		for _, v := range cfg.bootAggregates {
 			if v = strings.ToLower(v); !slices.Contains(ba, v) {
 				ba = append(ba, v)
 			}
 		}
-		digests["boot_aggregate"] = ba
+		ev.bootAggregates, ev.haveBootAggregates = ba, true
 	}
 	var out []failure.Event
-	for i, e := range entries {
-		if ev, bad := evalEntry(p, digests, i, e); bad {
-			out = append(out, ev)
+	for i := range entries {
+		if e, bad := ev.entry(i, &entries[i]); bad {
+			out = append(out, e)
 		}
 	}
 	return out
 }
 
-func evalEntry(p *Policy, digests map[string][]string, i int, e ima.Entry) (failure.Event, bool) {
+// evaluator holds what one Evaluate call works out once rather than per
+// entry.
+type evaluator struct {
+	p *Policy
+	// bootAggregates replaces p.Digests["boot_aggregate"] when
+	// haveBootAggregates (WithBootAggregates was given values).
+	bootAggregates     []string
+	haveBootAggregates bool
+	// keys are p's verification keys, decoded at the first signed entry.
+	keys     []sigKey
+	haveKeys bool
+}
+
+func (ev *evaluator) entry(i int, e *ima.Entry) (failure.Event, bool) {
+	p := ev.p
 	switch e.TemplateName {
 	case "ima-sig":
 		// Keylime _validate_ima_sig: a signature that verifies with a
 		// verification key accepts the entry (unless excluded, which also
 		// accepts); otherwise fall back to the digest list.
 		if len(e.Signature) > 0 && !p.Excluded(e.Path) {
-			if keys := p.sigKeys(); len(keys) > 0 && verifyIMASig(keys, e.Signature, e.Digest) {
+			if !ev.haveKeys {
+				ev.keys, ev.haveKeys = p.sigKeys(), true
+			}
+			if len(ev.keys) > 0 && verifyIMASig(ev.keys, e.Signature, e.Digest) {
 				return failure.Event{}, false
 			}
 		}
-		return checkList(p, digests, "digests", i, e)
+		return ev.checkDigests(i, e)
 	case "ima", "ima-ng":
-		return checkList(p, digests, "digests", i, e)
+		return ev.checkDigests(i, e)
 	case "ima-buf":
 		if isKey(e.Buf) {
 			ignored := p.IMA.IgnoredKeyrings
@@ -92,6 +107,18 @@ func evalEntry(p *Policy, digests map[string][]string, i int, e ima.Entry) (fail
 		return checkList(p, p.IMABuf, "ima-buf", i, e)
 	}
 	return event(failure.IMAParsingError, i, e, fmt.Sprintf("entry %d: unknown template %q", i+1, e.TemplateName), nil), true
+}
+
+// checkDigests judges a file entry against the "digests" section, with
+// the boot aggregates given to Evaluate for "boot_aggregate".
+func (ev *evaluator) checkDigests(i int, e *ima.Entry) (failure.Event, bool) {
+	if ev.haveBootAggregates && e.Path == "boot_aggregate" {
+		if ev.p.Excluded(e.Path) {
+			return failure.Event{}, false
+		}
+		return judge(ev.bootAggregates, true, "digests", i, e)
+	}
+	return checkList(ev.p, ev.p.Digests, "digests", i, e)
 }
 
 // isKey reports whether an ima-buf buffer is a key (DER certificate or
@@ -107,26 +134,44 @@ func isKey(buf []byte) bool {
 	return err == nil
 }
 
-func checkList(p *Policy, list map[string][]string, section string, i int, e ima.Entry) (failure.Event, bool) {
+func checkList(p *Policy, list map[string][]string, section string, i int, e *ima.Entry) (failure.Event, bool) {
 	if p.Excluded(e.Path) {
 		return failure.Event{}, false
 	}
-	got := hex.EncodeToString(e.Digest)
 	accept, ok := list[e.Path]
+	return judge(accept, ok, section, i, e)
+}
+
+// judge accepts e when its digest, in lowercase hex, is one of accept (the
+// policy's list for its path; ok is false when the path has none).
+func judge(accept []string, ok bool, section string, i int, e *ima.Entry) (failure.Event, bool) {
+	if ok && len(accept) > 0 {
+		// Encode on the stack and compare as strings (neither allocates);
+		// a digest longer than any hash's goes the slow way.
+		var buf [2 * 64]byte
+		if n := 2 * len(e.Digest); n <= len(buf) {
+			hex.Encode(buf[:n], e.Digest)
+			for _, a := range accept {
+				if a == string(buf[:n]) {
+					return failure.Event{}, false
+				}
+			}
+		} else if slices.Contains(accept, hex.EncodeToString(e.Digest)) {
+			return failure.Event{}, false
+		}
+	}
+	got := hex.EncodeToString(e.Digest)
 	if !ok {
 		return event(failure.IMANotInAllowlist, i, e,
 			fmt.Sprintf("entry %d: %s not found in runtime policy %s (digest %s:%s)", i+1, e.Path, section, e.DigestAlg, got),
 			map[string]string{"section": section}), true
 	}
-	if !slices.Contains(accept, got) {
-		return event(failure.IMARuntimePolicyHash, i, e,
-			fmt.Sprintf("entry %d: hash of %s not in runtime policy %s: got %s:%s, expected one of %s", i+1, e.Path, section, e.DigestAlg, got, strings.Join(accept, ",")),
-			map[string]string{"section": section, "expected": strings.Join(accept, ",")}), true
-	}
-	return failure.Event{}, false
+	return event(failure.IMARuntimePolicyHash, i, e,
+		fmt.Sprintf("entry %d: hash of %s not in runtime policy %s: got %s:%s, expected one of %s", i+1, e.Path, section, e.DigestAlg, got, strings.Join(accept, ",")),
+		map[string]string{"section": section, "expected": strings.Join(accept, ",")}), true
 }
 
-func event(id string, i int, e ima.Entry, ctx string, extra map[string]string) failure.Event {
+func event(id string, i int, e *ima.Entry, ctx string, extra map[string]string) failure.Event {
 	f := map[string]string{
 		"entry":    fmt.Sprint(i + 1),
 		"template": e.TemplateName,

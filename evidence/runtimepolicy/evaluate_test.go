@@ -3,6 +3,7 @@ package runtimepolicy
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,4 +121,84 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = Evaluate(p, []ima.Entry{{TemplateName: "ima-ng", Path: "/bin/sh", Digest: []byte{1}}})
 	})
+}
+
+// The events' ids, contexts and fields are what operators and docs match
+// on: this pins them exactly (they were checked against the
+// implementation before the allocation-free digest comparison).
+func TestEvaluateEventsExact(t *testing.T) {
+	log1 := mustLog(t, filepath.Join(td, "create-policy-static", "test2/ascii_runtime_measurements-1"))
+	p, err := FromEntries(log1[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ba := hex.EncodeToString(log1[0].Digest)
+	file := log1[1]
+	fd := hex.EncodeToString(file.Digest)
+	tampered := file
+	tampered.Digest = bytes.Repeat([]byte{0xab}, len(file.Digest))
+	ab := hex.EncodeToString(tampered.Digest)
+	stranger := file
+	stranger.Path = "/tmp/evil"
+	violation := stranger
+	violation.TemplateHash = make([]byte, 20)
+	tmpl := file.TemplateName
+	if log1[0].TemplateName != tmpl {
+		t.Fatalf("templates %s and %s: the cases below assume one", log1[0].TemplateName, tmpl)
+	}
+	upper := clonePolicy(p)
+	upper.Digests[file.Path] = []string{strings.ToUpper(fd)}
+
+	tests := []struct {
+		name    string
+		policy  *Policy
+		entry   ima.Entry
+		opts    []EvalOption
+		id, ctx string
+		fields  map[string]string
+	}{
+		{name: "hash mismatch", policy: p, entry: tampered, id: failure.IMARuntimePolicyHash,
+			ctx:    "entry 1: hash of " + file.Path + " not in runtime policy digests: got sha256:" + ab + ", expected one of " + fd,
+			fields: map[string]string{"entry": "1", "template": tmpl, "path": file.Path, "got": ab, "alg": "sha256", "section": "digests", "expected": fd}},
+		{name: "not found", policy: p, entry: stranger, id: failure.IMANotInAllowlist,
+			ctx:    "entry 1: /tmp/evil not found in runtime policy digests (digest sha256:" + fd + ")",
+			fields: map[string]string{"entry": "1", "template": tmpl, "path": "/tmp/evil", "got": fd, "alg": "sha256", "section": "digests"}},
+		{name: "violation", policy: p, entry: violation, id: failure.IMANotInAllowlist,
+			ctx:    "entry 1: /tmp/evil not found in runtime policy digests (digest sha256:" + fd + ") (IMA violation entry: file measured while open for write)",
+			fields: map[string]string{"entry": "1", "template": tmpl, "path": "/tmp/evil", "got": fd, "alg": "sha256", "section": "digests", "violation": "true"}},
+		{name: "uppercase policy digest does not match", policy: upper, entry: file, id: failure.IMARuntimePolicyHash,
+			ctx:    "entry 1: hash of " + file.Path + " not in runtime policy digests: got sha256:" + fd + ", expected one of " + strings.ToUpper(fd),
+			fields: map[string]string{"entry": "1", "template": tmpl, "path": file.Path, "got": fd, "alg": "sha256", "section": "digests", "expected": strings.ToUpper(fd)}},
+		{name: "boot aggregates from the quote are added", policy: withoutBootAggregate(t, p), entry: tampered, opts: []EvalOption{WithBootAggregates(strings.ToUpper(fd), fd)}, id: failure.IMARuntimePolicyHash,
+			ctx:    "entry 1: hash of " + file.Path + " not in runtime policy digests: got sha256:" + ab + ", expected one of " + fd,
+			fields: map[string]string{"entry": "1", "template": tmpl, "path": file.Path, "got": ab, "alg": "sha256", "section": "digests", "expected": fd}},
+		{name: "boot aggregate mismatch lists policy and quote values", policy: p, entry: func() ima.Entry { e := log1[0]; e.Digest = tampered.Digest[:len(e.Digest)]; return e }(), opts: []EvalOption{WithBootAggregates(strings.ToUpper(fd), ba)}, id: failure.IMARuntimePolicyHash,
+			ctx:    "entry 1: hash of boot_aggregate not in runtime policy digests: got " + log1[0].DigestAlg + ":" + ab[:2*len(log1[0].Digest)] + ", expected one of " + ba + "," + fd,
+			fields: map[string]string{"entry": "1", "template": tmpl, "path": "boot_aggregate", "got": ab[:2*len(log1[0].Digest)], "alg": log1[0].DigestAlg, "section": "digests", "expected": ba + "," + fd}},
+		{name: "boot aggregate absent from policy and quote", policy: withoutBootAggregate(t, p), entry: log1[0], id: failure.IMANotInAllowlist,
+			ctx:    "entry 1: boot_aggregate not found in runtime policy digests (digest " + log1[0].DigestAlg + ":" + ba + ")",
+			fields: map[string]string{"entry": "1", "template": tmpl, "path": "boot_aggregate", "got": ba, "alg": log1[0].DigestAlg, "section": "digests"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			evs := Evaluate(tc.policy, []ima.Entry{tc.entry}, tc.opts...)
+			if len(evs) != 1 {
+				t.Fatalf("events %v, want one", evs)
+			}
+			e := evs[0]
+			if e.ID != tc.id || e.Severity != failure.Critical || e.Context != tc.ctx {
+				t.Errorf("event %s %s %q\nwant  %s critical %q", e.ID, e.Severity, e.Context, tc.id, tc.ctx)
+			}
+			if fmt.Sprint(e.Fields) != fmt.Sprint(tc.fields) {
+				t.Errorf("fields %v\nwant   %v", e.Fields, tc.fields)
+			}
+		})
+	}
+	// Accepted: the entry's own digest, and boot_aggregate by a quote value.
+	if evs := Evaluate(p, log1[:2]); len(evs) != 0 {
+		t.Errorf("own entries: %v", evs)
+	}
+	if evs := Evaluate(withoutBootAggregate(t, p), log1[:1], WithBootAggregates(strings.ToUpper(ba))); len(evs) != 0 {
+		t.Errorf("boot_aggregate given by the quote: %v", evs)
+	}
 }
