@@ -22,7 +22,7 @@ import (
 	"github.com/ratatouille/rat/device/imasrc"
 	"github.com/ratatouille/rat/device/outbox"
 	"github.com/ratatouille/rat/device/tpm"
-	"github.com/ratatouille/rat/evidence/bundle"
+	"github.com/ratatouille/rat/evidence/bundle/wire"
 	"github.com/ratatouille/rat/evidence/claims"
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
@@ -376,12 +376,12 @@ func (a *Agent) Export(w io.Writer) (int, error) {
 			ders = append(ders, c)
 		}
 	}
-	tok, err := bundle.NewToken(a.ueid, "device", a.cfg.DeviceID, time.Now())
+	tok, err := wire.NewToken(a.ueid, "device", a.cfg.DeviceID, time.Now())
 	if err != nil {
 		return 0, err
 	}
 	tok.SelfIssued = a.st.Nonce == nil
-	enc, err := bundle.NewEncoder(w, &bundle.Header{Token: tok, EKPublic: a.ek.PublicArea, EKCerts: ders, AKPublic: a.ak.PublicArea})
+	enc, err := wire.NewEncoder(w, &wire.Header{Token: tok, EKPublic: a.ek.PublicArea, EKCerts: ders, AKPublic: a.ak.PublicArea})
 	if err != nil {
 		return 0, err
 	}

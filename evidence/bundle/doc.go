@@ -16,5 +16,7 @@
 // media types, the end digest, COSE signatures when asked). What the
 // evidence proves is decided by the verifier (the root module's audit
 // package). It must not import sigstore-go, the hub, storage or network
-// code: the device agent imports it too.
+// code. The encoding side (types, media types, Encoder) is package
+// bundle/wire, re-exported here; the device agent imports wire only, so
+// veraison/cmw and go-cose stay out of its binary.
 package bundle
