@@ -408,7 +408,7 @@ func (s *Server) untrustedByRelease(d *store.Device, e failure.Event, why string
 		evs = []store.Event{{Time: now, Kind: "failure", Event: &e, Detail: why},
 			{Time: now, Kind: "state", State: d.State, Detail: prev + " → UNTRUSTED: " + d.Reason}}
 	}
-	if err := s.st.Save(d, evs, 0, nil); err != nil {
+	if err := s.save(d, evs, 0, nil); err != nil {
 		s.log.Error("re-judge: store", "device", d.Key, "err", err)
 		return
 	}

@@ -82,6 +82,7 @@ type Server struct {
 	v         *verifier.Verifier
 	broker    *broker.Broker
 	link      link // to the broker: inline (embedded) or an MQTT client (external)
+	stale     *staleIndex
 	runner    *revoke.Runner
 	queues    []chan msg
 	wg        sync.WaitGroup
@@ -140,7 +141,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.Log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Server{cfg: cfg, log: cfg.Log, st: cfg.Store, cancel: cancel, ctx: ctx, policies: map[string]*cachedPolicy{}}
+	s := &Server{cfg: cfg, log: cfg.Log, st: cfg.Store, cancel: cancel, ctx: ctx, policies: map[string]*cachedPolicy{}, stale: newStaleIndex(cfg.StaleAfter)}
 	vc := cfg.Verifier
 	vc.Policies = s.policyFor
 	vc.Releases = s.releaseVerdict
@@ -184,6 +185,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.queues = append(s.queues, q)
 		s.wg.Add(1)
 		go s.worker(q)
+	}
+	// The staleness index starts from the store, before any worker can
+	// write a device.
+	devs, err := s.briefs()
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("server: list devices: %w", err)
+	}
+	for _, d := range devs {
+		s.stale.note(d.Key, d.ID, d.State, d.LastVerified)
 	}
 	sub := protocol.Prefix + "/dt/" + cfg.Fleet + "/+/+"
 	// The link is set before the first message can arrive: a worker may
@@ -367,7 +378,7 @@ func (s *Server) handle(m msg) {
 	if out.Device != nil {
 		// Persist before anything is acknowledged: an ack means the hub
 		// will never need the record again.
-		if err := s.st.Save(out.Device, out.Events, out.Seq, out.Raw); err != nil {
+		if err := s.save(out.Device, out.Events, out.Seq, out.Raw); err != nil {
 			s.log.Error("store write; not acknowledging", "device", key, "err", err)
 			return
 		}
@@ -433,21 +444,26 @@ func (s *Server) staleLoop() {
 			return
 		case <-t.C:
 		}
-		devs, err := s.briefs()
-		if err != nil {
-			continue
-		}
-		for _, d := range devs {
-			if d.State == store.Trusted && time.Since(d.LastVerified) > s.cfg.StaleAfter {
-				// Go through the device's worker so this cannot race its evidence.
-				s.enqueueFunc(d.ID, func() { s.markStale(d.Key) })
-			}
+		for _, d := range s.stale.expired(time.Now()) {
+			// Go through the device's worker so this cannot race its evidence.
+			key := d.key
+			s.enqueueFunc(d.id, func() { s.markStale(key) })
 		}
 	}
 }
 
-// briefs lists the devices for the staleness scan, decoding only the
-// fields it needs when the store can (store.Bolt.Briefs).
+// save stores a device update and keeps the staleness index current. Every
+// device write of the hub goes through it.
+func (s *Server) save(d *store.Device, events []store.Event, seq uint64, raw []byte) error {
+	if err := s.st.Save(d, events, seq, raw); err != nil {
+		return err
+	}
+	s.stale.note(d.Key, d.ID, d.State, d.LastVerified)
+	return nil
+}
+
+// briefs lists the devices for the staleness index at start, decoding only
+// the fields it needs when the store can (store.Bolt.Briefs).
 func (s *Server) briefs() ([]store.DeviceBrief, error) {
 	if b, ok := s.st.(interface {
 		Briefs() ([]store.DeviceBrief, error)
@@ -469,11 +485,15 @@ func (s *Server) enqueueFunc(device string, f func()) {
 
 func (s *Server) markStale(key string) {
 	d, err := s.st.Device(key)
-	if err != nil || d.State != store.Trusted || time.Since(d.LastVerified) <= s.cfg.StaleAfter {
+	if err != nil || d.State != store.Trusted {
+		return
+	}
+	if time.Since(d.LastVerified) <= s.cfg.StaleAfter {
+		s.stale.note(d.Key, d.ID, d.State, d.LastVerified) // not yet: queue it again
 		return
 	}
 	d.State, d.Reason = store.Stale, fmt.Sprintf("no verified evidence since %s", d.LastVerified.Format(time.RFC3339))
-	_ = s.st.Save(d, []store.Event{{Time: time.Now().UTC(), Kind: "state", State: store.Stale, Detail: "TRUSTED → STALE: " + d.Reason}}, 0, nil)
+	_ = s.save(d, []store.Event{{Time: time.Now().UTC(), Kind: "state", State: store.Stale, Detail: "TRUSTED → STALE: " + d.Reason}}, 0, nil)
 	s.log.Warn("device is stale", "device", key)
 }
 
@@ -626,7 +646,7 @@ func (s *Server) Decommission(key, why string) error {
 		}
 		prev := d.State
 		d.State, d.Reason = store.Decommissioned, why
-		err = s.st.Save(d, []store.Event{{Time: time.Now().UTC(), Kind: "state", State: d.State, Detail: prev + " → DECOMMISSIONED: " + why}}, 0, nil)
+		err = s.save(d, []store.Event{{Time: time.Now().UTC(), Kind: "state", State: d.State, Detail: prev + " → DECOMMISSIONED: " + why}}, 0, nil)
 		if err == nil && s.cfg.OnUntrusted != nil {
 			s.cfg.OnUntrusted(key) // revoke its tokens
 		}
@@ -695,7 +715,7 @@ func (s *Server) rejudgeForce(key string, rp *runtimepolicy.Policy, digest, why 
 	default:
 		evs = append(evs, store.Event{Time: now, Kind: "policy", Detail: why + fmt.Sprintf(" (%d failing entries)", len(fails))})
 	}
-	if err := s.st.Save(d, evs, 0, nil); err != nil {
+	if err := s.save(d, evs, 0, nil); err != nil {
 		s.log.Error("re-judge: store", "device", key, "err", err)
 		return
 	}
