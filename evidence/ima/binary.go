@@ -2,6 +2,7 @@ package ima
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,11 +22,24 @@ const (
 // length, data. Template fields are decoded for the templates ParseASCII
 // knows; TemplateData is kept as the kernel wrote it.
 func ParseBinary(r io.Reader) ([]Entry, error) {
-	br := bufio.NewReader(r)
+	// Every caller hands a bytes.Reader; buffering it again only copies.
+	var br io.Reader
 	var out []Entry
+	switch r := r.(type) {
+	case *bytes.Reader:
+		br = r
+		out = make([]Entry, 0, countBinary(r))
+	case *bufio.Reader:
+		br = r
+	default:
+		br = bufio.NewReader(r)
+	}
 	var off int64
+	// Scratch for the fixed-size reads, outside the loop: what is handed
+	// to an io.Reader escapes, and would be allocated once per entry.
+	var name [maxTemplateName]byte
+	var hdr [24]byte
 	for i := 0; ; i++ {
-		var hdr [24]byte
 		n, err := io.ReadFull(br, hdr[:])
 		if err == io.EOF {
 			return out, nil
@@ -33,39 +47,103 @@ func ParseBinary(r io.Reader) ([]Entry, error) {
 		if err != nil {
 			return out, fmt.Errorf("ima: binary log entry %d at offset %d: truncated header (%d bytes): %w", i, off, n, err)
 		}
-		e := Entry{PCR: binary.LittleEndian.Uint32(hdr[:4]), TemplateHash: append([]byte(nil), hdr[4:24]...)}
-		name, err := readLV(br, maxTemplateName)
+		// The length reads below reuse hdr[:4]; hdr[4:] (the template
+		// hash) is kept until it is copied.
+		pcr := binary.LittleEndian.Uint32(hdr[:4])
+		nl, err := readLen(br, hdr[:4], maxTemplateName)
+		if err == nil {
+			err = readBody(br, name[:nl])
+		}
 		if err != nil {
 			return out, fmt.Errorf("ima: binary log entry %d at offset %d: template name: %w", i, off, err)
 		}
-		e.TemplateName = string(name)
-		data, err := readLV(br, maxTemplateData)
+		dl, err := readLen(br, hdr[:4], maxTemplateData)
+		// One allocation holds the template hash and the template data.
+		var buf []byte
+		if err == nil {
+			buf = make([]byte, 20+dl)
+			err = readBody(br, buf[20:])
+			copy(buf, hdr[4:24])
+		}
 		if err != nil {
 			return out, fmt.Errorf("ima: binary log entry %d at offset %d: template data: %w", i, off, err)
 		}
-		e.TemplateData = data
+		e := Entry{PCR: pcr, TemplateHash: buf[:20:20], TemplateName: templateName(name[:nl]), TemplateData: buf[20:]}
 		if err := e.decodeTemplateData(); err != nil {
 			return out, fmt.Errorf("ima: binary log entry %d at offset %d (%s): %w", i, off, e.TemplateName, err)
 		}
-		off += int64(24 + 4 + len(name) + 4 + len(data))
+		off += int64(24 + 4 + nl + 4 + dl)
 		out = append(out, e)
 	}
 }
 
-func readLV(r io.Reader, max int) ([]byte, error) {
+// countBinary counts the entries from r's position on by their length
+// fields, without reading or checking their contents, so that ParseBinary
+// allocates its result once. It stops at anything malformed (ParseBinary
+// then reports it) and leaves r's position as it was.
+func countBinary(r *bytes.Reader) int {
 	var l [4]byte
-	if _, err := io.ReadFull(r, l[:]); err != nil {
-		return nil, fmt.Errorf("length: %w", truncated(err))
+	start := r.Size() - int64(r.Len())
+	n := 0
+	for off := start; off < r.Size(); n++ {
+		if _, err := r.ReadAt(l[:], off+24); err != nil {
+			break
+		}
+		nl := int64(binary.LittleEndian.Uint32(l[:]))
+		if nl > maxTemplateName {
+			break
+		}
+		if _, err := r.ReadAt(l[:], off+28+nl); err != nil {
+			break
+		}
+		dl := int64(binary.LittleEndian.Uint32(l[:]))
+		if dl > maxTemplateData {
+			break
+		}
+		off += 32 + nl + dl
 	}
-	n := binary.LittleEndian.Uint32(l[:])
+	return n
+}
+
+// templateName returns the known templates' names without allocating.
+func templateName(b []byte) string {
+	for _, n := range [...]string{"ima-ng", "ima-sig", "ima-buf", "ima", "ima-ngv2", "ima-sigv2"} {
+		if string(b) == n {
+			return n
+		}
+	}
+	return string(b)
+}
+
+// algName returns the common digest algorithms' names without allocating.
+func algName(b []byte) string {
+	for _, n := range [...]string{"sha256", "sha1", "sha384", "sha512", "sm3_256", "sha224"} {
+		if string(b) == n {
+			return n
+		}
+	}
+	return string(b)
+}
+
+// readLen reads a little-endian u32 length into l (4 bytes of scratch)
+// and refuses one over max.
+func readLen(r io.Reader, l []byte, max int) (int, error) {
+	if _, err := io.ReadFull(r, l); err != nil {
+		return 0, fmt.Errorf("length: %w", truncated(err))
+	}
+	n := binary.LittleEndian.Uint32(l)
 	if n > uint32(max) {
-		return nil, fmt.Errorf("length %d exceeds %d", n, max)
+		return 0, fmt.Errorf("length %d exceeds %d", n, max)
 	}
-	b := make([]byte, n)
+	return int(n), nil
+}
+
+// readBody fills b, the bytes a length announced.
+func readBody(r io.Reader, b []byte) error {
 	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("%d bytes: %w", n, truncated(err))
+		return fmt.Errorf("%d bytes: %w", len(b), truncated(err))
 	}
-	return b, nil
+	return nil
 }
 
 func truncated(err error) error {
@@ -93,31 +171,42 @@ func (e *Entry) decodeTemplateData() error {
 		e.Path = string(name)
 		return nil
 	}
-	var fields [][]byte
+	// The known templates have at most three fields; more are counted
+	// (and must be well formed) but not kept.
+	var fields [3][]byte
+	nf := 0
 	for len(d) > 0 {
 		if len(d) < 4 {
-			return fmt.Errorf("field %d: truncated length", len(fields))
+			return fmt.Errorf("field %d: truncated length", nf)
 		}
 		n := binary.LittleEndian.Uint32(d[:4])
 		if uint64(n) > uint64(len(d)-4) {
-			return fmt.Errorf("field %d: length %d exceeds the %d bytes left", len(fields), n, len(d)-4)
+			return fmt.Errorf("field %d: length %d exceeds the %d bytes left", nf, n, len(d)-4)
 		}
-		fields = append(fields, d[4:4+n])
+		if nf < len(fields) {
+			fields[nf] = d[4 : 4+n]
+		}
+		nf++
 		d = d[4+n:]
 	}
-	want := map[string]int{"ima-ng": 2, "ima-ngv2": 2, "ima-sig": 3, "ima-sigv2": 3, "ima-buf": 3}[e.TemplateName]
-	if want == 0 {
+	var want int
+	switch e.TemplateName {
+	case "ima-ng", "ima-ngv2":
+		want = 2
+	case "ima-sig", "ima-sigv2", "ima-buf":
+		want = 3
+	default:
 		// A custom template: keep the raw data, parse nothing.
 		return nil
 	}
-	if len(fields) < want {
-		return fmt.Errorf("%d fields, want %d", len(fields), want)
+	if nf < want {
+		return fmt.Errorf("%d fields, want %d", nf, want)
 	}
 	alg, dig, ok := cutByte(fields[0], 0)
 	if !ok || len(alg) < 2 || alg[len(alg)-1] != ':' {
 		return fmt.Errorf("d-ng field has no \"alg:\\0\" prefix")
 	}
-	e.DigestAlg, e.Digest = string(alg[:len(alg)-1]), dig
+	e.DigestAlg, e.Digest = algName(alg[:len(alg)-1]), dig
 	name := fields[1]
 	if len(name) > 0 && name[len(name)-1] == 0 {
 		name = name[:len(name)-1]
@@ -147,9 +236,9 @@ func MarshalBinary(entries []Entry) []byte {
 	var out []byte
 	for _, e := range entries {
 		out = binary.LittleEndian.AppendUint32(out, e.PCR)
-		th := make([]byte, 20)
-		copy(th, e.TemplateHash)
-		out = append(out, th...)
+		var th [20]byte
+		copy(th[:], e.TemplateHash)
+		out = append(out, th[:]...)
 		out = binary.LittleEndian.AppendUint32(out, uint32(len(e.TemplateName)))
 		out = append(out, e.TemplateName...)
 		out = binary.LittleEndian.AppendUint32(out, uint32(len(e.TemplateData)))

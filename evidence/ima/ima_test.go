@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/sha1"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -279,5 +281,73 @@ func TestReplayEqualsDefinition(t *testing.T) {
 		if !bytes.Equal(r.Value(), want) || r.Count() != len(es) {
 			t.Errorf("%v: Advance one by one = %x (%d entries), definition %x (%d)", bank, r.Value(), r.Count(), want, len(es))
 		}
+	}
+}
+
+// ParseBinary's errors name the entry, its offset and the field; callers
+// (the hub's rejections) pass them on, so they are pinned exactly here.
+func TestParseBinaryErrorsExact(t *testing.T) {
+	good, err := NewNgEntry(10, "sha256", bytes.Repeat([]byte{0xcd}, 32), "/usr/bin/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := MarshalBinary([]Entry{good})
+	off := len(first)
+	entry := func(name string, data []byte) []byte {
+		e := good
+		e.TemplateName, e.TemplateData = name, data
+		return append(append([]byte(nil), first...), MarshalBinary([]Entry{e})...)
+	}
+	field := func(b []byte) []byte {
+		return append(binary.LittleEndian.AppendUint32(nil, uint32(len(b))), b...)
+	}
+	cat := func(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
+	dng := field(append([]byte("sha256:\x00"), good.Digest...))
+	nng := field([]byte("/usr/bin/x\x00"))
+	long := entry("ima-ng", nil)
+	binary.LittleEndian.PutUint32(long[off+24:], 256)
+	bigData := entry("ima-ng", nil)
+	binary.LittleEndian.PutUint32(bigData[off+24+4+6:], 64<<10+1)
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		n    int
+		want string
+	}{
+		{"header cut", first[:10], 0, "ima: binary log entry 0 at offset 0: truncated header (10 bytes): unexpected EOF"},
+		{"name length cut", first[:26], 0, "ima: binary log entry 0 at offset 0: template name: length: unexpected EOF"},
+		{"name cut", first[:30], 0, "ima: binary log entry 0 at offset 0: template name: 6 bytes: unexpected EOF"},
+		{"name too long", long, 1, fmt.Sprintf("ima: binary log entry 1 at offset %d: template name: length 256 exceeds 255", off)},
+		{"data length cut", first[:36], 0, "ima: binary log entry 0 at offset 0: template data: length: unexpected EOF"},
+		{"data cut", first[:len(first)-1], 0, fmt.Sprintf("ima: binary log entry 0 at offset 0: template data: %d bytes: unexpected EOF", len(good.TemplateData))},
+		{"data too long", bigData, 1, fmt.Sprintf("ima: binary log entry 1 at offset %d: template data: length 65537 exceeds 65536", off)},
+		{"field length cut", entry("ima-ng", cat(dng, []byte{1, 0})), 1, fmt.Sprintf("ima: binary log entry 1 at offset %d (ima-ng): field 1: truncated length", off)},
+		{"field too long", entry("ima-sig", cat(dng, nng, []byte{9, 0, 0, 0, 1})), 1, fmt.Sprintf("ima: binary log entry 1 at offset %d (ima-sig): field 2: length 9 exceeds the 1 bytes left", off)},
+		{"too few fields", entry("ima-buf", cat(dng, nng)), 1, fmt.Sprintf("ima: binary log entry 1 at offset %d (ima-buf): 2 fields, want 3", off)},
+		{"no alg prefix", entry("ima-ng", cat(field([]byte("sha256")), nng)), 1, fmt.Sprintf("ima: binary log entry 1 at offset %d (ima-ng): d-ng field has no \"alg:\\0\" prefix", off)},
+		{"legacy too short", entry("ima", make([]byte, 19)), 1, fmt.Sprintf("ima: binary log entry 1 at offset %d (ima): legacy ima data: 19 bytes, want at least 20", off)},
+		{"custom template, bad fields", entry("my-tmpl", []byte{1, 2}), 1, fmt.Sprintf("ima: binary log entry 1 at offset %d (my-tmpl): field 0: truncated length", off)},
+		{"custom template kept raw", entry("my-tmpl", cat(field([]byte("x")))), 2, ""},
+		{"a fourth field is allowed", entry("ima-sig", cat(dng, nng, field(nil), field([]byte("z")))), 2, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			es, err := ParseBinary(bytes.NewReader(tc.in))
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tc.want || len(es) != tc.n {
+				t.Fatalf("%d entries, err %q\nwant %d,       %q", len(es), got, tc.n, tc.want)
+			}
+		})
+	}
+	// The decoded fields of a well-formed entry, and the interned names.
+	es, err := ParseBinary(bytes.NewReader(entry("ima-sig", cat(dng, nng, field([]byte{3, 2})))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := es[1]
+	if e.TemplateName != "ima-sig" || e.DigestAlg != "sha256" || !bytes.Equal(e.Digest, good.Digest) || e.Path != "/usr/bin/x" || !bytes.Equal(e.Signature, []byte{3, 2}) || !bytes.Equal(e.TemplateHash, good.TemplateHash) || e.PCR != 10 {
+		t.Fatalf("decoded %+v", e)
 	}
 }

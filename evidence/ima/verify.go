@@ -20,14 +20,15 @@ func (e Entry) VerifyTemplateHash() error {
 	}
 	// Kernels log SHA-1 template hashes; logs with 32-byte template hashes
 	// (Keylime's sm3_256 test logs) are checked as SHA-256.
+	var sum [sha256.Size]byte
 	var got []byte
 	switch len(e.TemplateHash) {
 	case sha1.Size:
 		h := sha1.Sum(e.TemplateData)
-		got = h[:]
+		got = sum[:copy(sum[:], h[:])]
 	case sha256.Size:
-		h := sha256.Sum256(e.TemplateData)
-		got = h[:]
+		sum = sha256.Sum256(e.TemplateData)
+		got = sum[:]
 	default:
 		return failure.New(failure.IMAParsingError, "%s: template hash is %d bytes, want %d or %d", e.Path, len(e.TemplateHash), sha1.Size, sha256.Size)
 	}
@@ -35,7 +36,8 @@ func (e Entry) VerifyTemplateHash() error {
 		return failure.New(failure.IMAParsingError, "%s: no template data", e.Path)
 	}
 	if !bytes.Equal(got, e.TemplateHash) {
-		return failure.New(failure.IMAParsingError, "%s: template hash mismatch: logged %x, fields hash to %x", e.Path, e.TemplateHash, got)
+		// A copy goes into the message, so that sum stays on the stack.
+		return failure.New(failure.IMAParsingError, "%s: template hash mismatch: logged %x, fields hash to %x", e.Path, e.TemplateHash, bytes.Clone(got))
 	}
 	return nil
 }
