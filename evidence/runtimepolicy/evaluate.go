@@ -2,6 +2,7 @@ package runtimepolicy
 
 import (
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -145,19 +146,11 @@ func checkList(p *Policy, list map[string][]string, section string, i int, e *im
 // judge accepts e when its digest, in lowercase hex, is one of accept (the
 // policy's list for its path; ok is false when the path has none).
 func judge(accept []string, ok bool, section string, i int, e *ima.Entry) (failure.Event, bool) {
-	if ok && len(accept) > 0 {
-		// Encode on the stack and compare as strings (neither allocates);
-		// a digest longer than any hash's goes the slow way.
-		var buf [2 * 64]byte
-		if n := 2 * len(e.Digest); n <= len(buf) {
-			hex.Encode(buf[:n], e.Digest)
-			for _, a := range accept {
-				if a == string(buf[:n]) {
-					return failure.Event{}, false
-				}
+	if ok {
+		for _, a := range accept {
+			if isHexOf(a, e.Digest) {
+				return failure.Event{}, false
 			}
-		} else if slices.Contains(accept, hex.EncodeToString(e.Digest)) {
-			return failure.Event{}, false
 		}
 	}
 	got := hex.EncodeToString(e.Digest)
@@ -169,6 +162,54 @@ func judge(accept []string, ok bool, section string, i int, e *ima.Entry) (failu
 	return event(failure.IMARuntimePolicyHash, i, e,
 		fmt.Sprintf("entry %d: hash of %s not in runtime policy %s: got %s:%s, expected one of %s", i+1, e.Path, section, e.DigestAlg, got, strings.Join(accept, ",")),
 		map[string]string{"section": section, "expected": strings.Join(accept, ",")}), true
+}
+
+// isHexOf reports whether s == hex.EncodeToString(d) (lowercase hex)
+// without encoding d: eight digest bytes at a time are turned into sixteen
+// hex digits in two 64-bit words and compared with s's bytes. This is the
+// evaluation's inner comparison, once per entry and accepted digest.
+func isHexOf(s string, d []byte) bool {
+	if len(s) != 2*len(d) {
+		return false
+	}
+	i := 0
+	for ; i+8 <= len(d); i += 8 {
+		x := binary.LittleEndian.Uint64(d[i:])
+		t := s[2*i : 2*i+16]
+		if hexDigits4(uint32(x)) != le64(t[:8]) || hexDigits4(uint32(x>>32)) != le64(t[8:]) {
+			return false
+		}
+	}
+	const digits = "0123456789abcdef"
+	for ; i < len(d); i++ {
+		if s[2*i] != digits[d[i]>>4] || s[2*i+1] != digits[d[i]&0x0f] {
+			return false
+		}
+	}
+	return true
+}
+
+// hexDigits4 returns the eight lowercase hex digits of the four bytes of
+// v (first byte in the low bits), first digit in the low byte, as a
+// little-endian load of the digits would read them.
+func hexDigits4(v uint32) uint64 {
+	y := uint64(v)
+	// One byte per 16-bit lane, then its high nibble in the lane's low
+	// byte and its low nibble in the high byte.
+	y = (y | y<<16) & 0x0000ffff0000ffff
+	y = (y | y<<8) & 0x00ff00ff00ff00ff
+	n := (y>>4)&0x000f000f000f000f | (y&0x000f000f000f000f)<<8
+	// Each byte is a nibble 0..15: '0'+n, and 'a'-'0'-10 = 39 more for
+	// n >= 10 (n+6 carries into bit 4 exactly then; no byte overflows).
+	letters := ((n + 0x0606060606060606) >> 4) & 0x0101010101010101
+	return n + 0x3030303030303030 + letters*39
+}
+
+// le64 is binary.LittleEndian.Uint64 of an 8-byte string.
+func le64(t string) uint64 {
+	_ = t[7]
+	return uint64(t[0]) | uint64(t[1])<<8 | uint64(t[2])<<16 | uint64(t[3])<<24 |
+		uint64(t[4])<<32 | uint64(t[5])<<40 | uint64(t[6])<<48 | uint64(t[7])<<56
 }
 
 func event(id string, i int, e *ima.Entry, ctx string, extra map[string]string) failure.Event {

@@ -202,3 +202,43 @@ func TestEvaluateEventsExact(t *testing.T) {
 		t.Errorf("boot_aggregate given by the quote: %v", evs)
 	}
 }
+
+// isHexOf must agree with comparing against hex.EncodeToString for every
+// length (the eight-byte words and the tail), every byte value in every
+// position, and any one changed character (case included).
+func TestIsHexOf(t *testing.T) {
+	var ds [][]byte
+	for n := 0; n <= 70; n++ {
+		d := make([]byte, n)
+		for j := range d {
+			d[j] = byte(n*31 + j*97)
+		}
+		ds = append(ds, d)
+	}
+	for b := 0; b < 256; b++ {
+		d := bytes.Repeat([]byte{byte(b)}, 17)
+		d[3], d[12] = byte(255-b), byte(b*7)
+		ds = append(ds, d)
+	}
+	for _, d := range ds {
+		h := hex.EncodeToString(d)
+		if !isHexOf(h, d) {
+			t.Fatalf("isHexOf(%q, %x) = false", h, d)
+		}
+		if len(d) > 0 && isHexOf(h[1:], d) {
+			t.Fatalf("isHexOf accepts a shorter string for %x", d)
+		}
+		for i := 0; i < len(h); i++ {
+			for _, c := range []byte{'0', '9', 'a', 'f', 'A', 'F', 'g', 0} {
+				if c == h[i] {
+					continue
+				}
+				bad := []byte(h)
+				bad[i] = c
+				if isHexOf(string(bad), d) {
+					t.Fatalf("isHexOf(%q, %x) = true", bad, d)
+				}
+			}
+		}
+	}
+}
