@@ -31,20 +31,34 @@ func fullDevice(key string) *Device {
 // records written as JSON by older hubs are still read, and that the
 // staleness brief reads both.
 func TestDeviceRecordEncoding(t *testing.T) {
-	st, err := OpenBolt(filepath.Join(t.TempDir(), "s.db"))
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := OpenBolt(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
 	want := fullDevice("default/d1")
 	if err := st.Save(want, nil, 0, nil); err != nil {
 		t.Fatal(err)
 	}
+	// A record written as JSON by an older hub, which kept no briefs: the
+	// store is reopened without its briefs bucket, which the open rebuilds.
 	legacy := fullDevice("default/old")
 	lj, _ := json.Marshal(legacy)
-	if err := st.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bDevices).Put([]byte(legacy.Key), lj) }); err != nil {
+	if err := st.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bBriefs); err != nil {
+			return err
+		}
+		return tx.Bucket(bDevices).Put([]byte(legacy.Key), lj)
+	}); err != nil {
 		t.Fatal(err)
 	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = OpenBolt(path); err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
 	for _, d := range []*Device{want, legacy} {
 		got, err := st.Device(d.Key)
 		if err != nil {
@@ -68,5 +82,51 @@ func TestDeviceRecordEncoding(t *testing.T) {
 	// Not a device record: refused, not misread.
 	if err := decodeDevice([]byte{0xa0}, new(Device)); err == nil {
 		t.Error("untagged CBOR accepted")
+	}
+}
+
+// TestBriefsFollowSaves checks that the briefs the hub loads at start are
+// those of the newest saved record of each device, including state changes
+// and a device never verified.
+func TestBriefsFollowSaves(t *testing.T) {
+	st, err := OpenBolt(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 5, time.UTC)
+	steps := []struct {
+		key, state string
+		verified   time.Time
+	}{
+		{"default/a", Enrolling, time.Time{}},
+		{"default/b", Enrolling, time.Time{}},
+		{"default/a", Trusted, t0},
+		{"default/a", Trusted, t0.Add(10 * time.Second)},
+		{"default/b", Untrusted, t0.Add(time.Second)},
+		{"default/a", Stale, t0.Add(10 * time.Second)},
+	}
+	for _, s := range steps {
+		d := fullDevice(s.key)
+		d.ID, d.State, d.LastVerified = s.key[len("default/"):], s.state, s.verified
+		if err := st.Save(d, nil, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := st.Briefs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []DeviceBrief{
+		{Key: "default/a", ID: "a", State: Stale, LastVerified: t0.Add(10 * time.Second)},
+		{Key: "default/b", ID: "b", State: Untrusted, LastVerified: t0.Add(time.Second)},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("briefs %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].Key != want[i].Key || got[i].ID != want[i].ID || got[i].State != want[i].State || !got[i].LastVerified.Equal(want[i].LastVerified) {
+			t.Errorf("brief %+v, want %+v", got[i], want[i])
+		}
 	}
 }
