@@ -34,8 +34,8 @@ func (d *deniedLog) add(_, _, why string) {
 }
 
 func connect(b *Broker, clientID, user, pass string) (paho.Client, error) {
-	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+b.Addr()).SetClientID(clientID).SetUsername(user).
-		SetPassword(pass).SetCleanSession(true).SetConnectTimeout(3*time.Second).SetAutoReconnect(false))
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID(clientID).SetUsername(user).
+		SetPassword(pass).SetCleanSession(true).SetConnectTimeout(3 * time.Second).SetAutoReconnect(false))
 	tok := c.Connect()
 	if !tok.WaitTimeout(5 * time.Second) {
 		return nil, fmt.Errorf("connect timed out")

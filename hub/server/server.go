@@ -63,7 +63,10 @@ type Config struct {
 	// and exported bundles.
 	Key     *export.Key
 	Workers int
-	Log     *slog.Logger
+	// DeviceCache is how many devices the hub keeps decoded in memory
+	// (write-through; ≈ 7 KB each). 0: 100,000; negative: none.
+	DeviceCache int
+	Log         *slog.Logger
 }
 
 // PolicyMeta is what a signature check tells about a policy.
@@ -83,6 +86,7 @@ type Server struct {
 	broker    *broker.Broker
 	link      link // to the broker: inline (embedded) or an MQTT client (external)
 	stale     *staleIndex
+	devs      *deviceCache
 	runner    *revoke.Runner
 	queues    []chan msg
 	wg        sync.WaitGroup
@@ -142,6 +146,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Server{cfg: cfg, log: cfg.Log, st: cfg.Store, cancel: cancel, ctx: ctx, policies: map[string]*cachedPolicy{}, stale: newStaleIndex(cfg.StaleAfter)}
+	if cfg.DeviceCache == 0 {
+		cfg.DeviceCache = defaultDeviceCache
+	}
+	s.devs = newDeviceCache(cfg.DeviceCache) // negative: off
 	vc := cfg.Verifier
 	vc.Policies = s.policyFor
 	vc.Releases = s.releaseVerdict
@@ -295,7 +303,7 @@ func (s *Server) publish(fleet, device, kind string, m any) {
 
 func (s *Server) handle(m msg) {
 	key := verifier.Key(m.fleet, m.device)
-	d, err := s.st.Device(key)
+	d, err := s.device(key)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.log.Error("store read", "device", key, "err", err)
 		return
@@ -378,7 +386,8 @@ func (s *Server) handle(m msg) {
 	if out.Device != nil {
 		// Persist before anything is acknowledged: an ack means the hub
 		// will never need the record again.
-		if err := s.save(out.Device, out.Events, out.Seq, out.Raw); err != nil {
+		// The verifier's new device is only read from here on.
+		if err := s.saveOwned(out.Device, out.Events, out.Seq, out.Raw, true); err != nil {
 			s.log.Error("store write; not acknowledging", "device", key, "err", err)
 			return
 		}
@@ -452,14 +461,40 @@ func (s *Server) staleLoop() {
 	}
 }
 
-// save stores a device update and keeps the staleness index current. Every
-// device write of the hub goes through it.
+// save stores a device update and keeps the staleness index and the device
+// cache current. Every device write of the hub goes through it, in the
+// device's worker.
 func (s *Server) save(d *store.Device, events []store.Event, seq uint64, raw []byte) error {
+	return s.saveOwned(d, events, seq, raw, false)
+}
+
+// saveOwned is save for a caller that gives d up (changes it no more), so
+// the cache can keep d itself instead of a copy.
+func (s *Server) saveOwned(d *store.Device, events []store.Event, seq uint64, raw []byte, owned bool) error {
 	if err := s.st.Save(d, events, seq, raw); err != nil {
+		s.devs.drop(d.Key)
 		return err
 	}
+	if !owned {
+		d = cloneDevice(d)
+	}
+	s.devs.put(d)
 	s.stale.note(d.Key, d.ID, d.State, d.LastVerified)
 	return nil
+}
+
+// device reads a device for its worker: from the cache of what the hub
+// last stored, else from the store. The caller may change the copy it gets.
+func (s *Server) device(key string) (*store.Device, error) {
+	if d := s.devs.get(key); d != nil {
+		return d, nil
+	}
+	d, err := s.st.Device(key)
+	if err != nil {
+		return nil, err
+	}
+	s.devs.put(cloneDevice(d))
+	return d, nil
 }
 
 // briefs lists the devices for the staleness index at start, decoding only
