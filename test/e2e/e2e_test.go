@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/ratatouille/rat/test/harness"
 	"io"
 	"net/http"
 	"os"
@@ -56,7 +57,7 @@ func TestRealKernel(t *testing.T) {
 		bin = filepath.Join(root, "bin")
 	}
 	for _, tool := range []string{"qemu-system-x86_64", "swtpm", "swtpm_setup", "swtpm_localca"} {
-		requireTool(t, tool)
+		harness.RequireTool(t, tool)
 	}
 	busybox := requireFile(t, "/bin/busybox", "/usr/bin/busybox")
 	ovmf := firmware{name: "ovmf",
@@ -91,7 +92,7 @@ func TestRealKernel(t *testing.T) {
 	c1.name, c1.fw, c1.cmdline = "boot1-seabios", firmware{name: "seabios"}, cfg.cmdline+" rat.baseline=1"
 	g := boot(t, c1)
 	g.waitConsole(t, "rat-e2e: ready", bootTimeout)
-	d := h.waitDevice(t, g, id, "TRUSTED", bootTimeout, func(d deviceView) bool { return d.State == "TRUSTED" })
+	d := h.waitDevice(t, g, id, "TRUSTED", bootTimeout, func(d harness.DeviceView) bool { return d.State == "TRUSTED" })
 	if !d.EKVerified || d.TOFU || d.EKIssuer == "" {
 		t.Errorf("EK: verified %v, TOFU %v, issuer %q; want verified to the test CA without TOFU", d.EKVerified, d.TOFU, d.EKIssuer)
 	}
@@ -106,19 +107,19 @@ func TestRealKernel(t *testing.T) {
 	connects := strings.Count(readFile(g.console), "connected to broker")
 	h.stop(t)
 	h.start(t)
-	eventually(t, verdictTimeout, "the agent reconnecting over virtio-serial", func() (bool, string) {
+	harness.Eventually(t, verdictTimeout, "the agent reconnecting over virtio-serial", func() (bool, string) {
 		n := strings.Count(readFile(g.console), "connected to broker")
 		return n > connects, fmt.Sprintf("%d connects", n)
 	})
 	q := d.Quotes
-	d = h.waitDevice(t, g, id, "a quote after the hub restart", verdictTimeout, func(d deviceView) bool { return d.Quotes > q })
+	d = h.waitDevice(t, g, id, "a quote after the hub restart", verdictTimeout, func(d harness.DeviceView) bool { return d.Quotes > q })
 	if d.State != "TRUSTED" {
 		t.Fatalf("after the hub restart: %s %s", d.State, d.Reason)
 	}
 
 	g.send(t, "dropper")
 	g.waitConsole(t, "rat-e2e: dropper ran", verdictTimeout)
-	d = h.waitDevice(t, g, id, "UNTRUSTED", verdictTimeout, func(d deviceView) bool { return d.State == "UNTRUSTED" })
+	d = h.waitDevice(t, g, id, "UNTRUSTED", verdictTimeout, func(d harness.DeviceView) bool { return d.State == "UNTRUSTED" })
 	if !strings.Contains(d.Reason, dropper) || !strings.Contains(d.Reason, notInAllowlist) {
 		t.Errorf("UNTRUSTED reason %q does not name %s with %s", d.Reason, dropper, notInAllowlist)
 	}
@@ -136,10 +137,10 @@ func TestRealKernel(t *testing.T) {
 	c2.name, c2.fw = "boot2-ovmf", ovmf
 	g = boot(t, c2)
 	g.waitConsole(t, "rat-e2e: ready", bootTimeout)
-	d = h.waitDevice(t, g, id, "a verified record of the new boot", bootTimeout, func(d deviceView) bool {
+	d = h.waitDevice(t, g, id, "a verified record of the new boot", bootTimeout, func(d harness.DeviceView) bool {
 		return d.BootID != boot1.BootID && d.BootID != "" && d.Quotes > boot1.Quotes && d.IMAEntries > 0
 	})
-	for _, e := range h.events(t, id) {
+	for _, e := range h.Events(t, id) {
 		if e.Seq >= boot1.NextSeq && (e.Kind == "failure" || e.Kind == "rejected") {
 			t.Errorf("boot 2 (OVMF) record %d: %s %s %+v", e.Seq, e.Kind, e.Detail, e.Event)
 		}
@@ -150,8 +151,8 @@ func TestRealKernel(t *testing.T) {
 	if d.State != "UNTRUSTED" || len(d.Failures) != len(boot1.Failures) {
 		t.Errorf("after reboot: state %s with %d failures; want UNTRUSTED (sticky) with boot 1's %d", d.State, len(d.Failures), len(boot1.Failures))
 	}
-	var cleared deviceView
-	if err := h.call(http.MethodPost, "/v1/devices/"+id+"/clear", &cleared); err != nil {
+	var cleared harness.DeviceView
+	if err := h.Call(http.MethodPost, "/v1/devices/"+id+"/clear", &cleared); err != nil {
 		t.Fatal(err)
 	}
 	if cleared.State != "TRUSTED" {
@@ -159,7 +160,7 @@ func TestRealKernel(t *testing.T) {
 	}
 	// It stays TRUSTED on the records that follow.
 	q = cleared.Quotes
-	d = h.waitDevice(t, g, id, "two more quotes", verdictTimeout, func(d deviceView) bool { return d.Quotes >= q+2 })
+	d = h.waitDevice(t, g, id, "two more quotes", verdictTimeout, func(d harness.DeviceView) bool { return d.Quotes >= q+2 })
 	if d.State != "TRUSTED" {
 		t.Errorf("OVMF boot after clear: %s %s", d.State, d.Reason)
 	}
@@ -187,13 +188,13 @@ func exportBundle(t *testing.T, bin string, h *hub, id, ekRoots, work string) {
 		t.Fatalf("rat-audit: %v (run make build, or set RAT_BIN)", err)
 	}
 	bundle := filepath.Join(work, id+".bundle.cbor")
-	cmd := exec.Command(filepath.Join(bin, "rat-hub"), "export", "--hub", h.api,
+	cmd := exec.Command(filepath.Join(bin, "rat-hub"), "export", "--hub", h.URL,
 		"--token-file", filepath.Join(h.data, "operator.token"), "--device", id, "-o", bundle)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("rat-hub export: %v\n%s", err, out)
 	}
 	hubKey := filepath.Join(work, "hub-key.pub.pem")
-	req, err := http.Get(h.api + "/v1/hub-key")
+	req, err := http.Get(h.URL + "/v1/hub-key")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,9 +272,9 @@ func exportBundle(t *testing.T, bin string, h *hub, id, ekRoots, work string) {
 // logged, not asserted: the baseline policy here is unsigned.
 func openChecks(t *testing.T, auditBin, bundle string, quotes int) {
 	t.Helper()
-	requireTool(t, "tpm2_checkquote")
-	requireTool(t, "evmctl")
-	requireTool(t, "tpm2_eventlog")
+	harness.RequireTool(t, "tpm2_checkquote")
+	harness.RequireTool(t, "evmctl")
+	harness.RequireTool(t, "tpm2_eventlog")
 	dir := strings.TrimSuffix(bundle, ".cbor") + ".open"
 	_ = os.RemoveAll(dir)
 	if out, err := exec.Command(auditBin, "export-open", bundle, dir).CombinedOutput(); err != nil {

@@ -3,43 +3,20 @@
 package e2e
 
 import (
-	"bytes"
 	"debug/elf"
 	"fmt"
-	"net"
+	"github.com/ratatouille/rat/test/harness"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // virtioModules are the modules (in load order) the guest needs for
 // virtio-serial: Debian builds virtio and virtio_console as modules.
 var virtioModules = []string{"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_console"}
-
-// missing skips the test for a missing part, or fails it when
-// RAT_REQUIRE_INTEGRATION=1 (CI installs every part).
-func missing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("RAT_REQUIRE_INTEGRATION") == "1" {
-		t.Fatalf("e2e: %s (RAT_REQUIRE_INTEGRATION=1)", msg)
-	}
-	t.Skipf("SKIP e2e: %s", msg)
-}
-
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		missing(t, "%s not installed", name)
-	}
-	return p
-}
 
 func requireFile(t *testing.T, candidates ...string) string {
 	t.Helper()
@@ -48,7 +25,7 @@ func requireFile(t *testing.T, candidates ...string) string {
 			return c
 		}
 	}
-	missing(t, "none of %v exists", candidates)
+	harness.Missing(t, "e2e: none of %v exists", candidates)
 	return ""
 }
 
@@ -96,7 +73,7 @@ func fetchKernel(t *testing.T, cache string) kernel {
 	}
 	deb := cachedDeb(cache)
 	if deb == "" {
-		requireTool(t, "apt-get")
+		harness.RequireTool(t, "apt-get")
 		var err error
 		if deb, err = downloadKernel(cache); err != nil && os.Geteuid() == 0 {
 			// Stale or missing package lists (a fresh CI image).
@@ -107,13 +84,13 @@ func fetchKernel(t *testing.T, cache string) kernel {
 			deb, err = downloadKernel(cache)
 		}
 		if err != nil {
-			missing(t, "kernel: %v", err)
+			harness.Missing(t, "e2e: kernel: %v", err)
 		}
 	}
 	dir := strings.TrimSuffix(deb, ".deb")
 	stamp := filepath.Join(dir, ".extracted")
 	if _, err := os.Stat(stamp); err != nil {
-		requireTool(t, "dpkg-deb")
+		harness.RequireTool(t, "dpkg-deb")
 		_ = os.RemoveAll(dir)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -194,8 +171,8 @@ func cachedDeb(cache string) string {
 // and a directory holding the CA's root certificate (the hub's EK roots).
 func manufactureTPM(t *testing.T, dir string) (state, roots string) {
 	t.Helper()
-	setup := requireTool(t, "swtpm_setup")
-	localca := requireTool(t, "swtpm_localca")
+	setup := harness.RequireTool(t, "swtpm_setup")
+	localca := harness.RequireTool(t, "swtpm_localca")
 	ca, state, roots := filepath.Join(dir, "ca"), filepath.Join(dir, "tpm"), filepath.Join(dir, "ek-roots")
 	for _, d := range []string{ca, state, roots} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -234,122 +211,7 @@ func manufactureTPM(t *testing.T, dir string) (state, roots string) {
 	return state, roots
 }
 
-// proc is a process the test started; it is stopped by its PID.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
-func startProc(t *testing.T, logDir, name string, cmd *exec.Cmd) *proc {
-	t.Helper()
-	logPath := filepath.Join(logDir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "=== %s start: %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(cmd.Args, " "))
-	cmd.Stdout, cmd.Stderr = f, f
-	// Should the test binary itself die (a go test timeout skips cleanups),
-	// the kernel kills its children with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("--- tail of %s (%s)\n%s", name, logPath, tail(logPath, 60))
-		}
-	})
-	return p
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// kill SIGKILLs the process by its PID and waits for it.
-func (p *proc) kill() {
-	if !p.exited() {
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	}
-	<-p.done
-}
-
-// wait waits for the process to exit on its own, killing it after timeout.
-func (p *proc) wait(timeout time.Duration) bool {
-	select {
-	case <-p.done:
-		return true
-	case <-time.After(timeout):
-		p.kill()
-		return false
-	}
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 func readFile(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
-}
-
-func fileContains(path, s string) bool {
-	b, _ := os.ReadFile(path)
-	return bytes.Contains(b, []byte(s))
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// eventually polls cond until it holds, failing the test after timeout
-// (an upper bound for a loaded machine, not a speed assertion).
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		ok, s := cond()
-		if ok {
-			return
-		}
-		if s != "" {
-			last = s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last: %s)", timeout, what, last)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 }

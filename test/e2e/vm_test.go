@@ -5,15 +5,13 @@ package e2e
 import (
 	"bytes"
 	_ "embed"
-	"encoding/json"
 	"fmt"
+	"github.com/ratatouille/rat/test/harness"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -28,7 +26,7 @@ var initScript []byte
 func buildInitramfs(t *testing.T, path, busybox, agent string, k kernel) {
 	t.Helper()
 	if err := staticELF(busybox); err != nil {
-		missing(t, "busybox-static: %v", err)
+		harness.Missing(t, "e2e: busybox-static: %v", err)
 	}
 	if err := staticELF(agent); err != nil {
 		t.Fatalf("rat-agent must be static (make build): %v", err)
@@ -68,8 +66,8 @@ type firmware struct {
 // guest is one boot of the VM: qemu with swtpm as its TPM.
 type guest struct {
 	name    string
-	qemu    *proc
-	swtpm   *proc
+	qemu    *harness.Proc
+	swtpm   *harness.Proc
 	stdin   io.WriteCloser
 	console string
 }
@@ -92,12 +90,12 @@ func boot(t *testing.T, c bootConfig) *guest {
 	t.Helper()
 	g := &guest{name: c.name, console: filepath.Join(c.logDir, c.name+"-qemu.log")}
 	sock := filepath.Join(c.logDir, c.name+"-swtpm.sock")
-	g.swtpm = startProc(t, c.logDir, c.name+"-swtpm", exec.Command("swtpm", "socket", "--tpm2",
+	g.swtpm = harness.Start(t, c.logDir, c.name+"-swtpm", exec.Command("swtpm", "socket", "--tpm2",
 		"--tpmstate", "dir="+c.tpmState, "--ctrl", "type=unixio,path="+sock, "--terminate",
 		"--log", "level=1"))
-	eventually(t, 10*time.Second, "swtpm control socket", func() (bool, string) {
-		if g.swtpm.exited() {
-			t.Fatalf("swtpm exited:\n%s", tail(g.swtpm.log, 20))
+	harness.Eventually(t, 10*time.Second, "swtpm control socket", func() (bool, string) {
+		if g.swtpm.Exited() {
+			t.Fatalf("swtpm exited:\n%s", harness.Tail(g.swtpm.Log, 20))
 		}
 		_, err := os.Stat(sock)
 		return err == nil, ""
@@ -132,19 +130,19 @@ func boot(t *testing.T, c bootConfig) *guest {
 		t.Fatal(err)
 	}
 	g.stdin = stdin
-	g.qemu = startProc(t, c.logDir, c.name+"-qemu", cmd)
+	g.qemu = harness.Start(t, c.logDir, c.name+"-qemu", cmd)
 	return g
 }
 
 // waitConsole waits until the guest's console shows s.
 func (g *guest) waitConsole(t *testing.T, s string, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, g.name+" console: "+s, func() (bool, string) {
-		if fileContains(g.console, s) {
+	harness.Eventually(t, timeout, g.name+" console: "+s, func() (bool, string) {
+		if harness.FileContains(g.console, s) {
 			return true, ""
 		}
-		if g.qemu.exited() {
-			t.Fatalf("%s: qemu exited before %q:\n%s", g.name, s, tail(g.console, 40))
+		if g.qemu.Exited() {
+			t.Fatalf("%s: qemu exited before %q:\n%s", g.name, s, harness.Tail(g.console, 40))
 		}
 		return false, ""
 	})
@@ -163,10 +161,10 @@ func (g *guest) send(t *testing.T, cmd string) {
 func (g *guest) powerOff(t *testing.T) {
 	t.Helper()
 	g.send(t, "poweroff")
-	if !g.qemu.wait(2 * time.Minute) {
+	if !g.qemu.Wait(2 * time.Minute) {
 		t.Errorf("%s: qemu did not power off; killed it", g.name)
 	}
-	if !g.swtpm.wait(10 * time.Second) {
+	if !g.swtpm.Wait(10 * time.Second) {
 		t.Errorf("%s: swtpm did not exit with qemu; killed it", g.name)
 	}
 }
@@ -174,14 +172,15 @@ func (g *guest) powerOff(t *testing.T) {
 // hub is a running rat-hub with its embedded broker, on a fixed loopback
 // port so that a restarted hub is where the guest's chardev reconnects.
 type hub struct {
+	harness.Hub
 	bin, logDir, data, ekRoots string
-	api, mqtt, token           string
-	proc                       *proc
+	mqtt                       string
+	proc                       *harness.Proc
 }
 
 func startHub(t *testing.T, bin, logDir, data, ekRoots string) *hub {
 	t.Helper()
-	h := &hub{bin: bin, logDir: logDir, data: data, ekRoots: ekRoots, mqtt: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	h := &hub{bin: bin, logDir: logDir, data: data, ekRoots: ekRoots, mqtt: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))}
 	h.start(t)
 	return h
 }
@@ -191,122 +190,37 @@ func (h *hub) start(t *testing.T) {
 	t.Helper()
 	addrFile := filepath.Join(h.data, "addrs.json")
 	_ = os.Remove(addrFile)
-	h.proc = startProc(t, h.logDir, "rat-hub", exec.Command(h.bin, "serve", "--data", h.data,
+	h.proc = harness.Start(t, h.logDir, "rat-hub", exec.Command(h.bin, "serve", "--data", h.data,
 		"--http", "127.0.0.1:0", "--mqtt-listen", h.mqtt, "--ek-roots", h.ekRoots,
 		"--allow-unsigned-policies-unsafe", "--stale-after", "10m", "--addr-file", addrFile))
-	eventually(t, 30*time.Second, "rat-hub addr file", func() (bool, string) {
-		if h.proc.exited() {
-			t.Fatalf("rat-hub exited:\n%s", tail(h.proc.log, 20))
-		}
-		b, err := os.ReadFile(addrFile)
-		if err != nil {
-			return false, ""
-		}
-		var a struct{ HTTP string }
-		if err := json.Unmarshal(b, &a); err != nil {
-			return false, err.Error()
-		}
-		h.api = a.HTTP
-		return true, ""
-	})
-	tok, err := os.ReadFile(filepath.Join(h.data, "operator.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.token = strings.TrimSpace(string(tok))
+	h.Hub = harness.WaitHub(t, h.proc, addrFile, h.data)
 }
 
 // stop SIGTERMs the hub by its PID (SIGKILL if it lingers).
 func (h *hub) stop(t *testing.T) {
 	t.Helper()
-	_ = h.proc.cmd.Process.Signal(syscall.SIGTERM)
-	if !h.proc.wait(15 * time.Second) {
+	if !h.proc.Stop(t) {
 		t.Log("rat-hub did not exit on SIGTERM; killed it")
 	}
 }
 
-func (h *hub) call(method, path string, v any) error {
-	req, err := http.NewRequest(method, h.api+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+h.token)
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
-	}
-	return json.Unmarshal(b, v)
-}
-
-type failureEvent struct {
-	ID      string            `json:"id"`
-	Context string            `json:"context"`
-	Fields  map[string]string `json:"fields"`
-}
-
-type hubEvent struct {
-	Kind   string        `json:"kind"`
-	Seq    uint64        `json:"seq"`
-	State  string        `json:"state"`
-	Detail string        `json:"detail"`
-	Event  *failureEvent `json:"event"`
-}
-
-type deviceView struct {
-	ID         string         `json:"id"`
-	State      string         `json:"state"`
-	Reason     string         `json:"reason"`
-	EKVerified bool           `json:"ek_verified"`
-	EKIssuer   string         `json:"ek_issuer"`
-	TOFU       bool           `json:"tofu"`
-	BootID     string         `json:"boot_id"`
-	IMAEntries uint64         `json:"ima_entries"`
-	Quotes     uint64         `json:"quotes"`
-	NextSeq    uint64         `json:"next_seq"`
-	Failures   []failureEvent `json:"failures"`
-}
-
-func (h *hub) device(id string) (deviceView, error) {
-	var d deviceView
-	err := h.call(http.MethodGet, "/v1/devices/"+id, &d)
-	return d, err
-}
-
-func (h *hub) events(t *testing.T, id string) []hubEvent {
-	t.Helper()
-	var ev []hubEvent
-	if err := h.call(http.MethodGet, "/v1/devices/"+id+"/events", &ev); err != nil {
-		t.Fatal(err)
-	}
-	return ev
-}
-
 // waitDevice waits until the hub's view of id satisfies cond; the guest
 // must keep running meanwhile.
-func (h *hub) waitDevice(t *testing.T, g *guest, id, what string, timeout time.Duration, cond func(deviceView) bool) deviceView {
+func (h *hub) waitDevice(t *testing.T, g *guest, id, what string, timeout time.Duration, cond func(harness.DeviceView) bool) harness.DeviceView {
 	t.Helper()
-	var d deviceView
-	eventually(t, timeout, id+": "+what, func() (bool, string) {
-		if g.qemu.exited() {
-			t.Fatalf("%s: qemu exited while waiting for %s:\n%s", g.name, what, tail(g.console, 40))
+	var d harness.DeviceView
+	harness.Eventually(t, timeout, id+": "+what, func() (bool, string) {
+		if g.qemu.Exited() {
+			t.Fatalf("%s: qemu exited while waiting for %s:\n%s", g.name, what, harness.Tail(g.console, 40))
 		}
-		if fileContains(g.console, "rat-e2e: agent exited") {
-			t.Fatalf("%s: rat-agent exited:\n%s", g.name, tail(g.console, 10))
+		if harness.FileContains(g.console, "rat-e2e: agent exited") {
+			t.Fatalf("%s: rat-agent exited:\n%s", g.name, harness.Tail(g.console, 10))
 		}
-		if fileContains(g.console, "enrollment refused by the hub") {
-			t.Fatalf("%s: the hub refused enrollment:\n%s", g.name, tail(g.console, 5))
+		if harness.FileContains(g.console, "enrollment refused by the hub") {
+			t.Fatalf("%s: the hub refused enrollment:\n%s", g.name, harness.Tail(g.console, 5))
 		}
 		var err error
-		d, err = h.device(id)
+		d, err = h.Device(id)
 		if err != nil {
 			return false, err.Error()
 		}
