@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/go-tpm-tools/simulator"
@@ -68,8 +69,12 @@ func (o DaysOptions) Key() string {
 	if o.EventLog != "" {
 		ev = "evlog"
 	}
-	return fmt.Sprintf("v1-days%d-q%d-e%d-f%d-%s", o.Days, o.QuotesPerDay, o.EntriesPerDay, o.Files, ev)
+	return fmt.Sprintf("%s-days%d-q%d-e%d-f%d-%s", formatVersion, o.Days, o.QuotesPerDay, o.EntriesPerDay, o.Files, ev)
 }
+
+// formatVersion names the bundle encoding in cache keys: v1 wrote every
+// record whole, v2 writes delta records (bundle.MediaRecordDelta).
+const formatVersion = "v2"
 
 // DaysFixture is what an auditor needs to verify a generated bundle, and
 // what went into it.
@@ -219,7 +224,6 @@ func WriteDays(w io.Writer, dir string, o DaysOptions) (*DaysFixture, error) {
 	half := max(o.QuotesPerDay/2, 1)
 	totalEntries := o.Days * o.EntriesPerDay
 	var count uint64 // IMA entries so far (boot_aggregate included)
-	var lastClock uint64
 	pending := []ima.Entry{bootAgg}
 	next := 0 // entries measured so far, boot_aggregate excluded
 	for i := 0; i < total; i++ {
@@ -253,10 +257,7 @@ func WriteDays(w io.Writer, dir string, o DaysOptions) (*DaysFixture, error) {
 		}
 		start := count
 		count += uint64(len(pending))
-		// The TPM clock counts milliseconds and must move forward from one
-		// quote to the next; quotes made within one millisecond are taken
-		// again by the retry in quoteFresh.
-		if err := a.quoteFresh(pending, start, count, "boot-1", &lastClock); err != nil {
+		if err := a.quote(pending, start, count, "boot-1"); err != nil {
 			return nil, fmt.Errorf("simbundle: quote %d: %w", i+1, err)
 		}
 		fx.Quotes++
@@ -269,35 +270,6 @@ func WriteDays(w io.Writer, dir string, o DaysOptions) (*DaysFixture, error) {
 	fx.Bytes = cw.n
 	fx.GenSeconds = time.Since(start).Seconds()
 	return fx, nil
-}
-
-// quoteFresh is quote, retried (with the same claims) until the TPM clock
-// has moved past the previous quote's.
-func (a *agent) quoteFresh(es []ima.Entry, start, count uint64, boot string, last *uint64) error {
-	emit := a.emit
-	var got *protocol.Evidence
-	a.emit = func(r *protocol.Evidence) error { got = r; return nil }
-	defer func() { a.emit = emit }()
-	seq, prev, tm, sent := a.seq, a.prev, a.time, a.eventLogSent
-	for attempt := 0; ; attempt++ {
-		a.seq, a.prev, a.time, a.eventLogSent = seq, prev, tm, sent
-		if err := a.quote(es, start, count, boot); err != nil {
-			return err
-		}
-		at, err := quote.DecodeAttest(got.Attest)
-		if err != nil {
-			return err
-		}
-		if at.ClockInfo.Clock > *last {
-			*last = at.ClockInfo.Clock
-			break
-		}
-		if attempt > 100 {
-			return errors.New("the TPM clock does not advance")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return emit(got)
 }
 
 // CachedDays returns a directory holding bundle.cbor for o and the keys to
@@ -315,6 +287,11 @@ func CachedDays(root string, o DaysOptions) (string, *DaysFixture, error) {
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", nil, err
+	}
+	if old := filepath.Join(root, "v1"+strings.TrimPrefix(o.Key(), formatVersion)); dirExists(old) {
+		// The same evidence generated before delta records: re-encoded, as
+		// the hub exports its stored records, instead of quoted again.
+		return transcode(old, dir)
 	}
 	tmp, err := os.MkdirTemp(root, ".gen-")
 	if err != nil {
@@ -355,4 +332,104 @@ func CachedDays(root string, o DaysOptions) (string, *DaysFixture, error) {
 	}
 	fx.EKRootsDir = filepath.Join(dir, "ek-roots")
 	return dir, fx, nil
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Stat(filepath.Join(p, "fixture.json"))
+	return err == nil && !fi.IsDir()
+}
+
+// transcode re-encodes the cached bundle in from with the current encoder
+// into to (the records' bytes unchanged; the end is not signed, the hub's
+// private key not being kept in v1 caches).
+func transcode(from, to string) (string, *DaysFixture, error) {
+	b, err := os.ReadFile(filepath.Join(from, "fixture.json"))
+	if err != nil {
+		return "", nil, err
+	}
+	var fx DaysFixture
+	if err := json.Unmarshal(b, &fx); err != nil {
+		return "", nil, err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(to), ".gen-")
+	if err != nil {
+		return "", nil, err
+	}
+	defer os.RemoveAll(tmp)
+	in, err := os.Open(filepath.Join(from, "bundle.cbor"))
+	if err != nil {
+		return "", nil, err
+	}
+	defer in.Close()
+	out, err := os.Create(filepath.Join(tmp, "bundle.cbor"))
+	if err != nil {
+		return "", nil, err
+	}
+	cw := &countWriter{w: bufio.NewWriterSize(out, 1<<20)}
+	err = reencode(bufio.NewReaderSize(in, 1<<20), cw)
+	if err == nil {
+		err = cw.w.(*bufio.Writer).Flush()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("simbundle: transcode %s: %w", from, err)
+	}
+	fx.Bytes = cw.n
+	roots := filepath.Join(tmp, "ek-roots")
+	if err := os.Mkdir(roots, 0o755); err != nil {
+		return "", nil, err
+	}
+	ca, err := os.ReadFile(filepath.Join(from, "ek-roots", "ca.pem"))
+	if err != nil {
+		return "", nil, err
+	}
+	files := map[string][]byte{"hub.pem": fx.HubKeyPEM, "policy.pem": fx.PolicyKeyPEM, "ak.pem": fx.AKPEM, "ek-roots/ca.pem": ca}
+	meta, _ := json.MarshalIndent(&fx, "", "  ")
+	files["fixture.json"] = meta
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
+			return "", nil, err
+		}
+	}
+	_ = os.RemoveAll(to)
+	if err := os.Rename(tmp, to); err != nil {
+		return "", nil, err
+	}
+	fx.EKRootsDir = filepath.Join(to, "ek-roots")
+	return to, &fx, nil
+}
+
+// reencode copies a bundle element by element through a new encoder.
+func reencode(r io.Reader, w io.Writer) error {
+	d, err := bundle.NewDecoder(r)
+	if err != nil {
+		return err
+	}
+	enc, err := bundle.NewEncoder(w, d.Header())
+	if err != nil {
+		return err
+	}
+	for {
+		it, err := d.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		switch v := it.(type) {
+		case *bundle.Policy:
+			err = enc.WritePolicy(v)
+		case *protocol.Evidence:
+			err = enc.WriteRecord(v)
+		case *bundle.Verdict:
+			err = enc.WriteVerdict(v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return enc.Close()
 }

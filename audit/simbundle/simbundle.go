@@ -18,6 +18,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -37,6 +38,7 @@ import (
 	"github.com/ratatouille/rat/evidence/eventlog"
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
+	"github.com/ratatouille/rat/evidence/quote"
 	"github.com/ratatouille/rat/evidence/runtimepolicy"
 )
 
@@ -292,6 +294,8 @@ type agent struct {
 	records []*protocol.Evidence
 	// nonceSize is the verifier nonce's length (the hub issues 32 bytes).
 	nonceSize int
+	lastClock quote.ClockInfo
+	haveClock bool
 	// step is the device time between quotes (seconds).
 	step int64
 	// emit, when set, receives each record instead of records.
@@ -337,9 +341,27 @@ func (a *agent) quote(es []ima.Entry, start, count uint64, boot string) error {
 	if err != nil {
 		return err
 	}
-	q, err := a.ak.Quote(claims.QualifyingData(enc), []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
-	if err != nil {
-		return err
+	// The TPM clock counts milliseconds and an auditor requires it to move
+	// forward between quotes of one boot; a quote made within the same
+	// millisecond as the previous one is taken again.
+	var q *tpm.Quote
+	for attempt := 0; ; attempt++ {
+		if q, err = a.ak.Quote(claims.QualifyingData(enc), []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}); err != nil {
+			return err
+		}
+		at, err := quote.DecodeAttest(q.Attest)
+		if err != nil {
+			return err
+		}
+		ci := at.ClockInfo
+		if !a.haveClock || ci.ResetCount != a.lastClock.ResetCount || ci.RestartCount != a.lastClock.RestartCount || ci.Clock > a.lastClock.Clock {
+			a.lastClock, a.haveClock = ci, true
+			break
+		}
+		if attempt > 100 {
+			return errors.New("simbundle: the TPM clock does not advance")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	r := &protocol.Evidence{Seq: a.seq, Claims: enc, Attest: q.Attest, Signature: q.Signature,
 		PCRs: map[uint16]map[int][]byte{uint16(tpm2.TPMAlgSHA256): q.PCRs}, IMAStart: start, Time: a.time}

@@ -35,6 +35,9 @@ type Decoder struct {
 	offset int64
 	total  int64
 	index  int
+	// prevPCRs are the PCR values of the last quoted record, which the
+	// next delta record starts from.
+	prevPCRs map[uint16]map[int][]byte
 }
 
 // NewDecoder reads and checks the header element.
@@ -126,7 +129,7 @@ func (d *Decoder) parse(c *cmw.CMW, size int) (any, error) {
 	if c.GetKind() == cmw.KindMonad {
 		mt, _ := c.GetMonadType()
 		v, _ := c.GetMonadValue()
-		if mt == MediaRecord {
+		if mt == MediaRecord || mt == MediaRecordDelta {
 			if size > MaxRecord {
 				return nil, fmt.Errorf("record of %d bytes over %d", size, MaxRecord)
 			}
@@ -134,9 +137,15 @@ func (d *Decoder) parse(c *cmw.CMW, size int) (any, error) {
 			if err := protocol.Unmarshal(v, &r); err != nil {
 				return nil, err
 			}
+			if mt == MediaRecordDelta {
+				if err := applyDelta(d.prevPCRs, &r); err != nil {
+					return nil, err
+				}
+			}
 			d.sum.Records++
 			if r.Quoted() {
 				d.sum.Quotes++
+				d.prevPCRs = r.PCRs
 			}
 			return &r, nil
 		}

@@ -50,6 +50,10 @@ func WithSigner(s cose.Signer) EncodeOption {
 	})
 }
 
+// WithFullRecords writes every record whole (MediaRecord), for readers
+// older than delta records (MediaRecordDelta).
+func WithFullRecords() EncodeOption { return wire.WithFullRecords() }
+
 // NewEncoder writes h as the bundle's first element.
 func NewEncoder(w io.Writer, h *Header, opts ...EncodeOption) (*Encoder, error) {
 	return wire.NewEncoder(w, h, opts...)

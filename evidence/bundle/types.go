@@ -31,6 +31,7 @@ const (
 	MediaTPMPublic      = wire.MediaTPMPublic
 	MediaSPKI           = wire.MediaSPKI
 	MediaRecord         = wire.MediaRecord
+	MediaRecordDelta    = wire.MediaRecordDelta
 	MediaInForce        = wire.MediaInForce
 	MediaSummary        = wire.MediaSummary
 	MediaBinding        = wire.MediaBinding

@@ -40,6 +40,10 @@ type Encoder struct {
 	sign   SignFunc
 	closed bool
 	err    error
+	// full turns delta records off (WithFullRecords); prevPCRs are the PCR
+	// values of the last quoted record written.
+	full     bool
+	prevPCRs map[uint16]map[int][]byte
 }
 
 // EncodeOption configures an Encoder.
@@ -48,6 +52,10 @@ type EncodeOption func(*Encoder)
 // WithSign makes Close sign the summary with sign (package bundle's
 // WithSigner passes the hub's COSE signer).
 func WithSign(sign SignFunc) EncodeOption { return func(e *Encoder) { e.sign = sign } }
+
+// WithFullRecords writes every record whole (MediaRecord), for readers
+// older than delta records (MediaRecordDelta).
+func WithFullRecords() EncodeOption { return func(e *Encoder) { e.full = true } }
 
 // NewEncoder writes h as the bundle's first element.
 func NewEncoder(w io.Writer, h *Header, opts ...EncodeOption) (*Encoder, error) {
@@ -208,13 +216,25 @@ func (e *Encoder) WriteRecord(r *protocol.Evidence) error {
 
 // WriteEncodedRecord writes an already encoded protocol.Evidence record
 // (for a hub that stores the received bytes). It is decoded once to
-// refuse anything the decoder would refuse.
+// refuse anything the decoder would refuse. A quoted record is written as
+// a delta of the previous quoted one (MediaRecordDelta) when that leaves
+// out PCR values and the decoder can give back b exactly; otherwise whole.
 func (e *Encoder) WriteEncodedRecord(b []byte) error {
 	var r protocol.Evidence
 	if err := protocol.Unmarshal(b, &r); err != nil {
 		return fmt.Errorf("bundle: record: %w", err)
 	}
-	m, err := monad(MediaRecord, b)
+	mt, v := MediaRecord, b
+	if !e.full {
+		d, err := encodeDelta(e.prevPCRs, &r, b)
+		if err != nil {
+			return err
+		}
+		if d != nil {
+			mt, v = MediaRecordDelta, d
+		}
+	}
+	m, err := monad(mt, v)
 	if err != nil {
 		return err
 	}
@@ -224,6 +244,7 @@ func (e *Encoder) WriteEncodedRecord(b []byte) error {
 	e.sum.Records++
 	if r.Quoted() {
 		e.sum.Quotes++
+		e.prevPCRs = r.PCRs
 	}
 	return nil
 }

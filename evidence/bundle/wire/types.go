@@ -28,10 +28,13 @@ const (
 	MediaTPMPublic      = "application/vnd.ratatouille.tpmt-public"          // TPMT_PUBLIC bytes
 	MediaSPKI           = "application/vnd.ratatouille.spki+der"             // SubjectPublicKeyInfo DER
 	MediaRecord         = "application/vnd.ratatouille.evidence-record+cbor" // protocol.Evidence
-	MediaInForce        = "application/vnd.ratatouille.policy-in-force+cbor"
-	MediaSummary        = "application/vnd.ratatouille.bundle-summary+cbor"
-	MediaBinding        = "application/vnd.ratatouille.ak-binding+cbor" // COSE content type of a Binding
-	MediaVerdict        = "application/vnd.ratatouille.verdict+cbor"
+	// MediaRecordDelta is a quoted protocol.Evidence whose PCR values equal
+	// to the previous quoted record's are left out (docs/bundle-format.md).
+	MediaRecordDelta = "application/vnd.ratatouille.evidence-record-delta+cbor"
+	MediaInForce     = "application/vnd.ratatouille.policy-in-force+cbor"
+	MediaSummary     = "application/vnd.ratatouille.bundle-summary+cbor"
+	MediaBinding     = "application/vnd.ratatouille.ak-binding+cbor" // COSE content type of a Binding
+	MediaVerdict     = "application/vnd.ratatouille.verdict+cbor"
 )
 
 // Element bounds. A record is bounded by the protocol's message bound;

@@ -1,0 +1,56 @@
+package bundle
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/ratatouille/rat/evidence/protocol"
+)
+
+// applyDelta completes a decoded delta record r (MediaRecordDelta: PCR
+// values equal to the previous quoted record's left out) from prev, the
+// previous quoted record's PCR values. It refuses a delta that has no
+// previous quoted record, carries no quote, repeats a value it should
+// leave out, or leaves out nothing: one record, one encoding.
+//
+// The completed record is the one the encoder was given, so protocol.Marshal
+// of it gives back the agent's bytes. Its PCR values are no more trusted
+// than those of a full record: the quote's signed pcrDigest proves them,
+// and a wrong value fails the quote.
+func applyDelta(prev map[uint16]map[int][]byte, r *protocol.Evidence) error {
+	if !r.Quoted() {
+		return errors.New("delta record without a quote")
+	}
+	if prev == nil {
+		return errors.New("delta record without a previous quoted record")
+	}
+	full := make(map[uint16]map[int][]byte, len(prev))
+	elided := 0
+	for bank, pm := range prev {
+		full[bank] = maps.Clone(pm)
+		elided += len(pm)
+	}
+	for bank, dm := range r.PCRs {
+		fm := full[bank]
+		if fm == nil {
+			fm = map[int][]byte{}
+			full[bank] = fm
+		}
+		for idx, v := range dm {
+			if pv, ok := fm[idx]; ok {
+				if bytes.Equal(pv, v) {
+					return fmt.Errorf("delta record %d repeats PCR %d of bank 0x%04x", r.Seq, idx, bank)
+				}
+				elided--
+			}
+			fm[idx] = v
+		}
+	}
+	if elided == 0 {
+		return fmt.Errorf("delta record %d leaves out no PCR value", r.Seq)
+	}
+	r.PCRs = full
+	return nil
+}
