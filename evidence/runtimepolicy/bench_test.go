@@ -51,6 +51,16 @@ func BenchmarkEvaluateReplay(b *testing.B) {
 			b.Fatal(err)
 		}
 	})
+	// Excludes as deployments write them (none matches most of this log).
+	polEx, err := FromEntries(entries, WithExcludes(`/tmp/.*`, `/var/log/.*`, `/home/[^/]+/\.cache/.*`, `/root/.*`, `/run/user/.*`, `/usr/lib/modules/.*\.ko$`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	run("evaluate/6-excludes", func(b *testing.B) {
+		if evs := Evaluate(polEx, entries); len(evs) != 0 {
+			b.Fatal(evs[0])
+		}
+	})
 	run("evaluate+replay", func(b *testing.B) {
 		if _, err := ima.Replay(entries, crypto.SHA256, nil); err != nil {
 			b.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"sync"
 
@@ -52,7 +53,18 @@ type Policy struct {
 	IMABuf           map[string][]string `json:"ima-buf"`
 	VerificationKeys string              `json:"verification-keys"`
 
-	excludeRE []*regexp.Regexp
+	excludeRE []compiledExclude
+}
+
+// compiledExclude is one exclude pattern, compiled. prefix is a literal
+// every match must start with (from the pattern's program, as regexp
+// itself uses it), so a path without it is not run through the regexp;
+// literal means the pattern is that literal alone, so the prefix test is
+// the whole match.
+type compiledExclude struct {
+	re      *regexp.Regexp
+	prefix  string
+	literal bool
 }
 
 // Empty returns Keylime's EMPTY_RUNTIME_POLICY.
@@ -158,9 +170,28 @@ func (p *Policy) compile() error {
 		if err != nil {
 			return fmt.Errorf("%w: excludes[%d] %q is not a regex RE2 can evaluate: %v", ErrInvalid, i, ex, err)
 		}
-		p.excludeRE = append(p.excludeRE, re)
+		prefix, literal := literalPrefix(ex)
+		p.excludeRE = append(p.excludeRE, compiledExclude{re: re, prefix: prefix, literal: literal})
 	}
 	return nil
+}
+
+// literalPrefix returns the literal every match of ex must start with,
+// and whether ex matches exactly that literal, from ex's program compiled
+// as regexp.Compile compiles it (Perl syntax, simplified). Anchored at the
+// start of the path, as excludes are, a path matches only if it starts
+// with the prefix, and a literal pattern matches exactly the paths that
+// do. Anything syntax cannot analyse gets no prefix (always run).
+func literalPrefix(ex string) (string, bool) {
+	re, err := syntax.Parse(`(?:`+ex+`)`, syntax.Perl)
+	if err != nil {
+		return "", false
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return "", false
+	}
+	return prog.Prefix()
 }
 
 // Excluded reports whether path matches one of the policy's excludes.
@@ -170,8 +201,12 @@ func (p *Policy) Excluded(path string) bool {
 			return false
 		}
 	}
-	for _, re := range p.excludeRE {
-		if re.MatchString(path) {
+	for i := range p.excludeRE {
+		ex := &p.excludeRE[i]
+		if !strings.HasPrefix(path, ex.prefix) {
+			continue
+		}
+		if ex.literal || ex.re.MatchString(path) {
 			return true
 		}
 	}

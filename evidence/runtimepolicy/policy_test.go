@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -240,5 +241,37 @@ func TestParseAllowlist(t *testing.T) {
 				t.Fatalf("%d paths, want %d", len(m), tc.paths)
 			}
 		})
+	}
+}
+
+// Excluded skips an exclude's regexp when the path lacks the pattern's
+// literal prefix, and uses the prefix alone for a literal pattern. Both
+// must give exactly the regexp's answer.
+func TestExcludedMatchesRegexp(t *testing.T) {
+	patterns := []string{
+		`/tmp/.*`, `/var/log/`, `boot_aggregate`, `(?i)/TMP/x`, `/a|/b`, `.*foo`, `^/x`, `/tmp$`,
+		`/x(?:y)?z`, `/x*`, `\Q/a.b\E`, `(?s)/a.`, `/usr/[a-z]+/bin`, ``, `/a|`, `(/a)|(/b)`, `/é/.*`,
+		`[/]tmp`, `/home/[^/]+/\.cache/.*`, `/usr/lib/modules/.*\.ko$`, `/root/.*`, `(?i)boot_AGGREGATE`,
+		`/opt/\d+`, `/lib|/lib64`, `/var/(?:log|tmp)/.*`, `(?m)^/m`,
+	}
+	paths := []string{
+		"", "/", "/tmp", "/tmp/", "/tmp/x", "/TMP/x", "/tmpfoo", "/var/log/syslog", "/var/logx", "boot_aggregate",
+		"boot_aggregatex", "BOOT_aggregate", "/a", "/b", "/c", "/afoo", "foo", "/x", "/xz", "/xyz", "/xxx", "/a.b",
+		"/aXb", "/a\n", "/usr/sbin/bin", "/usr/local/bin", "/é/x", "/e/x", "/home/u/.cache/f", "/home/u/x",
+		"/usr/lib/modules/6.8/k.ko", "/usr/lib/modules/6.8/k.ko.zst", "/root/.bashrc", "/opt/42", "/opt/x",
+		"/lib64/ld.so", "/var/tmp/z", "/m", "x\n/m",
+	}
+	for _, ex := range patterns {
+		p := Empty()
+		p.Excludes = []string{ex}
+		if err := p.compile(); err != nil {
+			t.Fatalf("%q: %v", ex, err)
+		}
+		re := regexp.MustCompile(`^(?:` + ex + `)`)
+		for _, path := range paths {
+			if got, want := p.Excluded(path), re.MatchString(path); got != want {
+				t.Errorf("exclude %q, path %q: Excluded = %v, regexp says %v (prefix %q, literal %v)", ex, path, got, want, p.excludeRE[0].prefix, p.excludeRE[0].literal)
+			}
+		}
 	}
 }
