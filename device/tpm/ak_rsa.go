@@ -4,8 +4,6 @@ import (
 	"crypto/rsa"
 	"fmt"
 	"math/big"
-
-	"github.com/google/go-tpm/tpm2"
 )
 
 // AKKind chooses the attestation key's algorithm.
@@ -35,21 +33,20 @@ func (k AKKind) String() string {
 // itself (quotes, certifications), never an external digest that starts
 // with TPM_GENERATED, which is what makes the magic check meaningful.
 // The scheme is fixed in the key so a quote cannot ask for another one.
-var akRSATemplate = tpm2.TPMTPublic{
-	Type:    tpm2.TPMAlgRSA,
-	NameAlg: tpm2.TPMAlgSHA256,
-	ObjectAttributes: tpm2.TPMAObject{
-		FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true,
-		UserWithAuth: true, Restricted: true, SignEncrypt: true, NoDA: true,
-	},
-	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, &tpm2.TPMSRSAParms{
-		Scheme: tpm2.TPMTRSAScheme{
-			Scheme:  tpm2.TPMAlgRSASSA,
-			Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgRSASSA, &tpm2.TPMSSigSchemeRSASSA{HashAlg: tpm2.TPMAlgSHA256}),
-		},
-		KeyBits: 2048,
-	}),
-	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{}),
+// As for akTemplate, the bytes must never change.
+func akRSATemplate() []byte {
+	o := &out{}
+	o.u16(algRSA)
+	o.u16(algSHA256)
+	o.u32(akAttrs)
+	o.tpm2b(nil)
+	o.u16(algNull) // symmetric
+	o.u16(algRSASSA)
+	o.u16(algSHA256)
+	o.u16(2048)
+	o.u32(0)     // exponent: the default
+	o.tpm2b(nil) // unique
+	return o.b
 }
 
 // CreateAKWith creates an AK of the given kind, like CreateAK: a primary
@@ -64,41 +61,27 @@ func (t *TPM) CreateAKWith(kind AKKind) (*AK, error) {
 	default:
 		return nil, fmt.Errorf("tpm: create AK: unknown kind %v", kind)
 	}
-	rsp, err := tpm2.CreatePrimary{
-		PrimaryHandle: tpm2.TPMRHEndorsement,
-		InPublic:      tpm2.New2B(akRSATemplate),
-	}.Execute(t.t)
+	h, area, name, pub, err := t.createKey("RSA AK", akRSATemplate())
 	if err != nil {
-		return nil, fmt.Errorf("tpm: create RSA AK: %w", err)
-	}
-	ak := &AK{tpm: t, handle: rsp.ObjectHandle, name: rsp.Name}
-	fail := func(err error) (*AK, error) {
-		_ = ak.Close()
 		return nil, err
 	}
-	pub, err := rsp.OutPublic.Contents()
-	if err != nil {
-		return fail(fmt.Errorf("tpm: RSA AK public area: %w", err))
-	}
-	parms, err := pub.Parameters.RSADetail()
-	if err != nil {
-		return fail(fmt.Errorf("tpm: RSA AK parameters: %w", err))
-	}
-	n, err := pub.Unique.RSA()
-	if err != nil {
-		return fail(fmt.Errorf("tpm: RSA AK modulus: %w", err))
+	ak := &AK{tpm: t, handle: h, name: name}
+	if pub.typ != algRSA {
+		_ = ak.Close()
+		return nil, fmt.Errorf("tpm: RSA AK public area: type 0x%04x", pub.typ)
 	}
 	// Exponent 0 means the default, 65537 (TPM 2.0 Part 2, TPMS_RSA_PARMS).
-	e := int(parms.Exponent)
+	e := int(pub.rsaExponent)
 	if e == 0 {
 		e = 65537
 	}
 	// The TPM must have made the key that was asked for: a verifier reads
 	// the scheme from the signature, and a weaker key would pass it.
-	if parms.KeyBits != 2048 || len(n.Buffer) != 256 {
-		return fail(fmt.Errorf("tpm: RSA AK has %d bits (modulus %d bytes), want 2048", parms.KeyBits, len(n.Buffer)))
+	if pub.rsaBits != 2048 || len(pub.rsaModulus) != 256 {
+		_ = ak.Close()
+		return nil, fmt.Errorf("tpm: RSA AK has %d bits (modulus %d bytes), want 2048", pub.rsaBits, len(pub.rsaModulus))
 	}
-	ak.Public = &rsa.PublicKey{N: new(big.Int).SetBytes(n.Buffer), E: e}
-	ak.PublicArea = tpm2.Marshal(pub)
+	ak.Public = &rsa.PublicKey{N: new(big.Int).SetBytes(pub.rsaModulus), E: e}
+	ak.PublicArea = area
 	return ak, nil
 }

@@ -1,10 +1,6 @@
 package tpm
 
-import (
-	"fmt"
-
-	"github.com/google/go-tpm/tpm2"
-)
+import "fmt"
 
 // TCG EK certificate NV indices (TCG EK Credential Profile 2.x), plus the
 // high-range index swtpm uses for its ECC P-384 EK certificate.
@@ -36,32 +32,47 @@ func (t *TPM) EKCertificates() (map[uint32][]byte, error) {
 const maxNVChunk = 768
 
 func (t *TPM) readNV(index uint32) ([]byte, error) {
-	h := tpm2.TPMHandle(index)
-	pub, err := tpm2.NVReadPublic{NVIndex: h}.Execute(t.t)
+	_, r, err := t.run(ccNVReadPublic, []uint32{index}, nil, &out{}, 0)
 	if err != nil {
 		return nil, fmt.Errorf("tpm: NV 0x%08x: %w", index, err)
 	}
-	np, err := pub.NVPublic.Contents()
-	if err != nil {
+	np := &in{b: r.tpm2b(), err: r.err} // TPMS_NV_PUBLIC
+	r.tpm2b()                           // nvName
+	if err := r.done(); err != nil {
 		return nil, fmt.Errorf("tpm: NV 0x%08x public: %w", index, err)
 	}
-	var out []byte
-	for off := uint16(0); off < np.DataSize; {
-		n := np.DataSize - off
+	if got := np.u32(); np.err == nil && got != index {
+		return nil, fmt.Errorf("tpm: NV 0x%08x public: names index 0x%08x", index, got)
+	}
+	np.u16() // nameAlg
+	np.u32() // attributes
+	np.tpm2b()
+	size := np.u16()
+	if err := np.done(); err != nil {
+		return nil, fmt.Errorf("tpm: NV 0x%08x public: %w", index, err)
+	}
+	var data []byte
+	for off := uint16(0); off < size; {
+		n := size - off
 		if n > maxNVChunk {
 			n = maxNVChunk
 		}
-		rsp, err := tpm2.NVRead{
-			AuthHandle: tpm2.AuthHandle{Handle: h, Name: pub.NVName, Auth: tpm2.PasswordAuth(nil)},
-			NVIndex:    tpm2.NamedHandle{Handle: h, Name: pub.NVName},
-			Size:       n,
-			Offset:     off,
-		}.Execute(t.t)
+		p := &out{}
+		p.u16(n)
+		p.u16(off)
+		_, r, err := t.run(ccNVRead, []uint32{index, index}, []session{password}, p, 0)
 		if err != nil {
 			return nil, fmt.Errorf("tpm: NV 0x%08x read at %d: %w", index, off, err)
 		}
-		out = append(out, rsp.Data.Buffer...)
+		chunk := r.tpm2b()
+		if err := r.done(); err != nil {
+			return nil, fmt.Errorf("tpm: NV 0x%08x read at %d: %w", index, off, err)
+		}
+		if len(chunk) != int(n) {
+			return nil, fmt.Errorf("tpm: NV 0x%08x read at %d: %d bytes, asked for %d", index, off, len(chunk), n)
+		}
+		data = append(data, chunk...)
 		off += n
 	}
-	return out, nil
+	return data, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/big"
@@ -15,10 +16,11 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 	"github.com/google/go-tpm/tpm2/transport/tcp"
+
+	"github.com/ratatouille/rat/evidence/quote"
 )
 
 // TPM is an open TPM.
@@ -68,34 +70,79 @@ func Open(addr string) (*TPM, error) {
 // Close closes the connection.
 func (t *TPM) Close() error { return t.t.Close() }
 
-// akTemplate is a restricted ECDSA P-256 signing key (TCG's AK profile).
-var akTemplate = tpm2.TPMTPublic{
-	Type:    tpm2.TPMAlgECC,
-	NameAlg: tpm2.TPMAlgSHA256,
-	ObjectAttributes: tpm2.TPMAObject{
-		FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true,
-		UserWithAuth: true, Restricted: true, SignEncrypt: true, NoDA: true,
-	},
-	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-		Scheme: tpm2.TPMTECCScheme{
-			Scheme:  tpm2.TPMAlgECDSA,
-			Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256}),
-		},
-		CurveID: tpm2.TPMECCNistP256,
-	}),
-	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
+// Object attributes (TPMA_OBJECT) of the templates.
+const (
+	attrFixedTPM            uint32 = 1 << 1
+	attrFixedParent         uint32 = 1 << 4
+	attrSensitiveDataOrigin uint32 = 1 << 5
+	attrUserWithAuth        uint32 = 1 << 6
+	attrAdminWithPolicy     uint32 = 1 << 7
+	attrNoDA                uint32 = 1 << 10
+	attrRestricted          uint32 = 1 << 16
+	attrDecrypt             uint32 = 1 << 17
+	attrSign                uint32 = 1 << 18
+
+	// akAttrs is TCG's AK profile: a restricted signing key that never
+	// leaves this TPM.
+	akAttrs = attrFixedTPM | attrFixedParent | attrSensitiveDataOrigin | attrUserWithAuth | attrRestricted | attrSign | attrNoDA
+)
+
+// akTemplate is a restricted ECDSA P-256 signing key with SHA-256 (TCG's
+// AK profile): TPMT_PUBLIC with an empty auth policy, no symmetric
+// algorithm, no KDF and an empty unique point. The bytes must never change:
+// the AK is a primary key, re-derived from the endorsement seed and this
+// template at every start, and the hub knows it by its name.
+func akTemplate() []byte {
+	o := &out{}
+	o.u16(algECC)
+	o.u16(algSHA256)
+	o.u32(akAttrs)
+	o.tpm2b(nil)
+	o.u16(algNull)   // symmetric
+	o.u16(algECDSA)  // scheme
+	o.u16(algSHA256) // its hash
+	o.u16(eccNistP256)
+	o.u16(algNull) // kdf
+	o.tpm2b(nil)   // unique x
+	o.tpm2b(nil)   // unique y
+	return o.b
 }
 
 // AK is a loaded attestation key.
 type AK struct {
 	tpm    *TPM
-	handle tpm2.TPMHandle
-	name   tpm2.TPM2BName
+	handle uint32
+	name   []byte
 	// Public is the AK's public key (*ecdsa.PublicKey, or *rsa.PublicKey
 	// for CreateAKWith(AKRSA2048)); PublicArea its TPMT_PUBLIC bytes
 	// (whose name the verifier binds to the EK by credential activation).
 	Public     crypto.PublicKey
 	PublicArea []byte
+}
+
+// createKey creates a primary key of the endorsement hierarchy and checks
+// that the name the TPM returned is the SHA-256 name of the public area
+// it returned (the verifier computes the name from the public area).
+func (t *TPM) createKey(what string, template []byte) (uint32, []byte, []byte, *public, error) {
+	h, area, name, err := t.createPrimary(rhEndorsement, template)
+	if err != nil {
+		return 0, nil, nil, nil, fmt.Errorf("tpm: create %s: %w", what, err)
+	}
+	pub, err := parsePublic(area)
+	if err == nil && pub.nameAlg != algSHA256 {
+		err = fmt.Errorf("name algorithm 0x%04x", pub.nameAlg)
+	}
+	if err == nil {
+		d := sha256.Sum256(area)
+		if !bytes.Equal(name, append(binary.BigEndian.AppendUint16(nil, algSHA256), d[:]...)) {
+			err = errors.New("the TPM's name for it is not the name of its public area")
+		}
+	}
+	if err != nil {
+		_ = t.flush(h)
+		return 0, nil, nil, nil, fmt.Errorf("tpm: %s public area: %w", what, err)
+	}
+	return h, area, name, pub, nil
 }
 
 // CreateAK creates the AK as a primary key of the endorsement hierarchy.
@@ -104,33 +151,23 @@ type AK struct {
 // endorsement hierarchy get unobfuscated resetCount/restartCount in quotes,
 // which the verifier needs to see reboots.
 func (t *TPM) CreateAK() (*AK, error) {
-	rsp, err := tpm2.CreatePrimary{
-		PrimaryHandle: tpm2.TPMRHEndorsement,
-		InPublic:      tpm2.New2B(akTemplate),
-	}.Execute(t.t)
+	h, area, name, pub, err := t.createKey("AK", akTemplate())
 	if err != nil {
-		return nil, fmt.Errorf("tpm: create AK: %w", err)
+		return nil, err
 	}
-	pub, err := rsp.OutPublic.Contents()
-	if err != nil {
-		return nil, fmt.Errorf("tpm: AK public area: %w", err)
-	}
-	pt, err := pub.Unique.ECC()
-	if err != nil {
-		return nil, fmt.Errorf("tpm: AK public point: %w", err)
+	if pub.typ != algECC || pub.eccCurve != eccNistP256 || len(pub.eccX) == 0 || len(pub.eccY) == 0 {
+		_ = t.flush(h)
+		return nil, errors.New("tpm: AK public area: not an ECC P-256 point")
 	}
 	return &AK{
-		tpm: t, handle: rsp.ObjectHandle, name: rsp.Name,
-		Public:     &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(pt.X.Buffer), Y: new(big.Int).SetBytes(pt.Y.Buffer)},
-		PublicArea: tpm2.Marshal(pub),
+		tpm: t, handle: h, name: name,
+		Public:     &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(pub.eccX), Y: new(big.Int).SetBytes(pub.eccY)},
+		PublicArea: area,
 	}, nil
 }
 
 // Close flushes the AK from the TPM.
-func (ak *AK) Close() error {
-	_, err := tpm2.FlushContext{FlushHandle: ak.handle}.Execute(ak.tpm.t)
-	return err
-}
+func (ak *AK) Close() error { return ak.tpm.flush(ak.handle) }
 
 // Quote is what the TPM returned: the TPMS_ATTEST and TPMT_SIGNATURE bytes
 // exactly as the TPM produced them, and the sha256 PCR values read next to
@@ -150,37 +187,40 @@ type Quote struct {
 func (ak *AK) Quote(nonce []byte, pcrs []int) (*Quote, error) {
 	sorted := append([]int(nil), pcrs...)
 	sort.Ints(sorted)
-	sel := tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{
-		Hash: tpm2.TPMAlgSHA256, PCRSelect: tpm2.PCClientCompatible.PCRs(toUint(sorted)...),
-	}}}
+	p := &out{}
+	p.tpm2b(nonce)
+	p.u16(algNull) // inScheme: the key's own
+	p.pcrSelection(sorted)
 	for attempt := 0; ; attempt++ {
-		rsp, err := tpm2.Quote{
-			SignHandle:     tpm2.AuthHandle{Handle: ak.handle, Name: ak.name, Auth: tpm2.PasswordAuth(nil)},
-			QualifyingData: tpm2.TPM2BData{Buffer: nonce},
-			InScheme:       tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},
-			PCRSelect:      sel,
-		}.Execute(ak.tpm.t)
+		_, r, err := ak.tpm.run(ccQuote, []uint32{ak.handle}, []session{password}, p, 0)
 		if err != nil {
 			return nil, fmt.Errorf("tpm: quote: %w", err)
+		}
+		attest := r.tpm2b()
+		sig := r.take(len(r.b) - r.off) // TPMT_SIGNATURE, the rest
+		if r.err != nil {
+			return nil, fmt.Errorf("tpm: quote response: %w", r.err)
+		}
+		if _, err := quote.DecodeSignature(sig); err != nil {
+			return nil, fmt.Errorf("tpm: quote response: %w", err)
+		}
+		att, err := quote.DecodeAttest(attest)
+		if err != nil {
+			return nil, fmt.Errorf("tpm: quote contents: %w", err)
+		}
+		if att.Type != quote.TagAttestQuote {
+			return nil, fmt.Errorf("tpm: quote contents: TPMS_ATTEST of type 0x%04x", att.Type)
 		}
 		vals, err := ak.tpm.ReadPCRs(sorted)
 		if err != nil {
 			return nil, err
 		}
-		att, err := rsp.Quoted.Contents()
-		if err != nil {
-			return nil, fmt.Errorf("tpm: quote contents: %w", err)
-		}
-		qi, err := att.Attested.Quote()
-		if err != nil {
-			return nil, fmt.Errorf("tpm: quote info: %w", err)
-		}
 		h := sha256.New()
 		for _, p := range sorted {
 			h.Write(vals[p])
 		}
-		if bytes.Equal(h.Sum(nil), qi.PCRDigest.Buffer) || attempt >= 16 {
-			return &Quote{Attest: rsp.Quoted.Bytes(), Signature: tpm2.Marshal(rsp.Signature), PCRs: vals}, nil
+		if bytes.Equal(h.Sum(nil), att.PCRDigest) || attempt >= 16 {
+			return &Quote{Attest: attest, Signature: sig, PCRs: vals}, nil
 		}
 	}
 }
@@ -188,40 +228,54 @@ func (ak *AK) Quote(nonce []byte, pcrs []int) (*Quote, error) {
 // ReadPCRs reads pcrs of the sha256 bank (the TPM returns at most 8 per call).
 func (t *TPM) ReadPCRs(pcrs []int) (map[int][]byte, error) {
 	out := map[int][]byte{}
-	for _, p := range pcrs {
-		rsp, err := tpm2.PCRRead{PCRSelectionIn: tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{
-			Hash: tpm2.TPMAlgSHA256, PCRSelect: tpm2.PCClientCompatible.PCRs(uint(p)),
-		}}}}.Execute(t.t)
+	for _, pcr := range pcrs {
+		v, err := t.readPCR(pcr)
 		if err != nil {
-			return nil, fmt.Errorf("tpm: read PCR %d: %w", p, err)
+			return nil, fmt.Errorf("tpm: read PCR %d: %w", pcr, err)
 		}
-		if len(rsp.PCRValues.Digests) != 1 {
-			return nil, fmt.Errorf("tpm: read PCR %d: the TPM returned %d values", p, len(rsp.PCRValues.Digests))
-		}
-		out[p] = rsp.PCRValues.Digests[0].Buffer
+		out[pcr] = v
 	}
 	return out, nil
+}
+
+func (t *TPM) readPCR(pcr int) ([]byte, error) {
+	p := &out{}
+	p.pcrSelection([]int{pcr})
+	_, r, err := t.run(ccPCRRead, nil, nil, p, 0)
+	if err != nil {
+		return nil, err
+	}
+	r.u32() // pcrUpdateCounter
+	// pcrSelectionOut
+	for n := r.u32(); n > 0 && r.err == nil; n-- {
+		r.u16()
+		r.take(int(r.u8()))
+	}
+	n := r.u32()
+	if r.err == nil && n != 1 {
+		return nil, fmt.Errorf("the TPM returned %d values", n)
+	}
+	v := r.tpm2b()
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // Extend extends PCR pcr of the sha256 bank with digest (the simulated IMA
 // source does this exactly as the kernel would).
 func (t *TPM) Extend(pcr int, digest []byte) error {
-	_, err := tpm2.PCRExtend{
-		PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(pcr), Auth: tpm2.PasswordAuth(nil)},
-		Digests:   tpm2.TPMLDigestValues{Digests: []tpm2.TPMTHA{{HashAlg: tpm2.TPMAlgSHA256, Digest: digest}}},
-	}.Execute(t.t)
-	if err != nil {
+	if len(digest) != sha256.Size {
+		return fmt.Errorf("tpm: extend PCR %d: a %d-byte digest for the sha256 bank", pcr, len(digest))
+	}
+	p := &out{}
+	p.u32(1) // TPML_DIGEST_VALUES
+	p.u16(algSHA256)
+	p.raw(digest)
+	if _, _, err := t.run(ccPCRExtend, []uint32{uint32(pcr)}, []session{password}, p, 0); err != nil {
 		return fmt.Errorf("tpm: extend PCR %d: %w", pcr, err)
 	}
 	return nil
-}
-
-func toUint(p []int) []uint {
-	out := make([]uint, len(p))
-	for i, v := range p {
-		out[i] = uint(v)
-	}
-	return out
 }
 
 // New wraps an already open TPM transport, such as the go-tpm-tools
