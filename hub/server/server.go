@@ -64,7 +64,7 @@ type Config struct {
 	Key     *export.Key
 	Workers int
 	// DeviceCache is how many devices the hub keeps decoded in memory
-	// (write-through; ≈ 7 KB each). 0: 100,000; negative: none.
+	// (write-through; ≈ 8 KB each). 0: 100,000; negative: none.
 	DeviceCache int
 	Log         *slog.Logger
 }
