@@ -20,7 +20,7 @@ SRC_URI = "git://github.com/ratatouille/rat.git;protocol=https;branch=main;dests
            file://rat-agent.service \
            file://rat-agent.conf \
            "
-SRCREV = "f4c39b21aa5fa223a516614711342cbd7353e4e5"
+SRCREV = "ec5cf69ddd2320f815131e3388b2548039d4284a"
 PV = "0.1+git"
 
 require ${BPN}-go-mods.inc
