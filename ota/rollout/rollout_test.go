@@ -202,3 +202,40 @@ func TestAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestAdvance: the hub's own transitions. Only approved and rolling-out
+// releases move, and only on verified reports; nothing is ever retired.
+func TestAdvance(t *testing.T) {
+	tests := []struct {
+		name  string
+		state rollout.State
+		tally rollout.Tally
+		want  rollout.State
+	}{
+		{"approved, nobody reports it", rollout.Approved, rollout.Tally{Holding: 5}, ""},
+		{"approved, first report", rollout.Approved, rollout.Tally{Reporting: 1, Holding: 4}, rollout.RollingOut},
+		{"approved, every device already reports it", rollout.Approved, rollout.Tally{Reporting: 3}, rollout.RollingOut},
+		{"rolling-out, some hold back", rollout.RollingOut, rollout.Tally{Reporting: 4, Holding: 1}, ""},
+		{"rolling-out, all report", rollout.RollingOut, rollout.Tally{Reporting: 5, NotCounted: 2}, rollout.Complete},
+		{"rolling-out, nobody counted reports", rollout.RollingOut, rollout.Tally{NotCounted: 5}, ""},
+		{"draft, every device reports it", rollout.Draft, rollout.Tally{Reporting: 5}, ""},
+		{"retired, every device reports it", rollout.Retired, rollout.Tally{Reporting: 5}, ""},
+		{"complete stays", rollout.Complete, rollout.Tally{Reporting: 1, Holding: 9}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := release(t, "N+1", polN1, tc.state)
+			if got := rollout.Advance(r, tc.tally); got != tc.want {
+				t.Fatalf("Advance(%s, %+v) = %q, want %q", tc.state, tc.tally, got, tc.want)
+			}
+			if tc.want != "" {
+				if err := r.Transition(tc.want, t0, rollout.HubActor, "test"); err != nil {
+					t.Fatalf("the lifecycle refuses Advance's answer: %v", err)
+				}
+			}
+		})
+	}
+	if got := rollout.Advance(nil, rollout.Tally{Reporting: 1}); got != "" {
+		t.Fatalf("Advance(nil) = %q", got)
+	}
+}
