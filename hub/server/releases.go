@@ -39,6 +39,7 @@ var (
 // group's cache.
 type releases struct {
 	groups map[string]*groupReleases
+	track  rolloutTally // autorollout.go
 }
 
 type groupReleases struct {
@@ -49,6 +50,9 @@ type groupReleases struct {
 	recs     map[string]*ReleaseRecord
 	policies map[string]*runtimepolicy.Policy // by version
 	unions   map[[2]string]cachedPolicy       // by (from, to)
+	// advancing lists the approved and rolling-out versions, which the
+	// hub may move by itself (autorollout.go).
+	advancing []string
 }
 
 func releaseKey(group, version string) string { return "release/" + group + "/" + version }
@@ -102,6 +106,9 @@ func (s *Server) loadGroup(group string) (*groupReleases, error) {
 		}
 		g.recs[v], g.policies[v] = r, p
 		g.judging = g.judging || r.State != rollout.Draft
+		if r.State == rollout.Approved || r.State == rollout.RollingOut {
+			g.advancing = append(g.advancing, v)
+		}
 	}
 	s.rel.groups[group] = g
 	return g, nil

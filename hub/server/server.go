@@ -59,6 +59,10 @@ type Config struct {
 	// judged by the union of its old and new release's policies (0:
 	// rollout.DefaultUnionWindow). Only groups with releases use it.
 	ReleaseWindow time.Duration
+	// ReleaseWaitStale makes STALE devices hold back the hub's automatic
+	// rolling-out → complete until they report the release (false: only
+	// devices that attest count; hub/server autorollout.go).
+	ReleaseWaitStale bool
 	// Key is the hub's signing key: it signs AK bindings at enrollment
 	// and exported bundles.
 	Key     *export.Key
@@ -480,6 +484,7 @@ func (s *Server) saveOwned(d *store.Device, events []store.Event, seq uint64, ra
 	}
 	s.devs.put(d)
 	s.stale.note(d.Key, d.ID, d.State, d.LastVerified)
+	s.noteRollout(d) // autorollout.go: the automatic release transitions
 	return nil
 }
 
