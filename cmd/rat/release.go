@@ -10,12 +10,13 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ratatouille/rat/ota/rollout"
 )
 
 func init() {
-	register(command{name: "release", summary: "OTA releases at the hub: add | approve | state | list | gate", run: func(a []string) int { return releaseCmd(a, os.Stdout, os.Stderr) }})
+	register(command{name: "release", summary: "OTA releases at the hub: add | approve | state | list | history | gate", run: func(a []string) int { return releaseCmd(a, os.Stdout, os.Stderr) }})
 }
 
 const releaseUsage = `usage:
@@ -23,6 +24,7 @@ const releaseUsage = `usage:
   rat release approve --group G --version V [--reason TEXT] [--by NAME]
   rat release state   --group G --version V --to rolling-out|complete|retired [--reason TEXT] [--by NAME]
   rat release list    --group G [--json]
+  rat release history --group G --version V [--json]   (every transition: when, who — "hub" for its own — and why)
   rat release gate    --group G --version V   (exit 0 approved, 1 not approved)
 hub flags: --hub URL --token-file FILE (or RAT_HUB, RAT_TOKEN, RAT_TOKEN_FILE)`
 
@@ -122,6 +124,11 @@ func releaseCmd(args []string, stdout, stderr io.Writer) int {
 		method = http.MethodPost
 	case "list":
 		method, path = http.MethodGet, base
+	case "history":
+		if !needVersion() {
+			return fail("needs --version")
+		}
+		method, path = http.MethodGet, base
 	case "gate":
 		if !needVersion() {
 			return fail("needs --version")
@@ -154,7 +161,7 @@ func releaseCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rat release %s: refused (%d): %s", verb, code, b)
 		return 1
 	}
-	if verb != "list" || *asJSON {
+	if (verb != "list" && verb != "history") || (*asJSON && verb == "list") {
 		stdout.Write(b)
 		return 0
 	}
@@ -163,13 +170,42 @@ func releaseCmd(args []string, stdout, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VERSION\tSTATE\tSIGNER\tIMAGE\tPOLICY")
+	if verb == "history" {
+		for _, r := range rs {
+			if r.Version != *version {
+				continue
+			}
+			if *asJSON {
+				out, _ := json.MarshalIndent(r.History, "", "  ")
+				fmt.Fprintf(stdout, "%s\n", out)
+				return 0
+			}
+			fmt.Fprintln(tw, "AT\tFROM\tTO\tBY\tREASON")
+			for _, h := range r.History {
+				from := string(h.From)
+				if from == "" {
+					from = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.At.UTC().Format(time.RFC3339), from, h.To, h.By, h.Reason)
+			}
+			tw.Flush()
+			return 0
+		}
+		fmt.Fprintf(stderr, "rat release history: %s has no release %s\n", *group, *version)
+		return 1
+	}
+	// BY is who made the last transition ("hub" for the hub's own).
+	fmt.Fprintln(tw, "VERSION\tSTATE\tSINCE\tBY\tSIGNER\tIMAGE\tPOLICY")
 	for _, r := range rs {
 		signer := "-"
 		if r.Signature != nil {
 			signer = r.Signature.Identity
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.12s\t%.12s\n", r.Version, r.State, signer, r.ImageDigest, r.PolicyDigest)
+		since, who := "-", "-"
+		if n := len(r.History); n > 0 {
+			since, who = r.History[n-1].At.UTC().Format(time.RFC3339), r.History[n-1].By
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.12s\t%.12s\n", r.Version, r.State, since, who, signer, r.ImageDigest, r.PolicyDigest)
 	}
 	tw.Flush()
 	return 0

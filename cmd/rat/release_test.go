@@ -99,7 +99,11 @@ func TestReleaseCLI(t *testing.T) {
 		{[]string{"gate", "--group", "edge", "--version", "2026.12.1"}, 0, "approved=true state=approved image=" + rec.ImageDigest},
 		{[]string{"gate", "--group", "edge", "--version", "2026.12.2"}, 1, "unknown release"},
 		{[]string{"list", "--group", "edge"}, 0, "2026.12.1  approved"},
+		{[]string{"list", "--group", "edge"}, 0, "  owner  "},
+		{[]string{"history", "--group", "edge", "--version", "2026.12.1"}, 0, "draft  approved  owner"},
+		{[]string{"history", "--group", "edge", "--version", "2026.12.9"}, 1, ""},
 		{[]string{"state", "--group", "edge", "--version", "2026.12.1", "--to", "retired", "--reason", "CVE"}, 0, `"state": "retired"`},
+		{[]string{"history", "--group", "edge", "--version", "2026.12.1", "--json"}, 0, `"reason": "CVE"`},
 		{[]string{"state", "--group", "edge", "--version", "2026.12.1", "--to", "complete"}, 1, ""},
 		{[]string{"add", "--group", "edge", "--version", "x", "--policy", polF}, 2, ""},
 	} {
