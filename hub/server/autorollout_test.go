@@ -2,6 +2,7 @@ package server
 
 import (
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -55,7 +56,7 @@ func (d *wireDevice) report(release string) *protocol.Ack {
 // rolloutGroup registers the releases of group edge: N, N+1, N+3
 // approved (N+3 then retired), N+2 a draft. Every policy allows the
 // fleet's one measured file.
-func rolloutGroup(t *testing.T, s *Server, vs *policysigtest.Sigstore) {
+func rolloutGroup(t testing.TB, s *Server, vs *policysigtest.Sigstore) {
 	t.Helper()
 	doc := releasePolicy(t, map[string]string{"/usr/bin/ok": "ok"})
 	for _, v := range []string{"N", "N+1", "N+2", "N+3"} {
@@ -71,7 +72,7 @@ func rolloutGroup(t *testing.T, s *Server, vs *policysigtest.Sigstore) {
 	}
 }
 
-func releaseStates(t *testing.T, s *Server) map[string]rollout.State {
+func releaseStates(t testing.TB, s *Server) map[string]rollout.State {
 	t.Helper()
 	rs, err := s.Releases("edge")
 	if err != nil {
@@ -348,5 +349,42 @@ func TestAutoRolloutConcurrent(t *testing.T) {
 	}
 	if got := releaseStates(t, s)["N+4"]; got != rollout.RollingOut {
 		t.Fatalf("N+4 is %s", got)
+	}
+}
+
+// BenchmarkNoteRollout is the cost noteRollout adds to every device write:
+// for a group without releases, and for one device of a 10,000-device
+// group whose release N+1 is rolling out (the tally built, nothing to
+// move). go test -run '^$' -bench NoteRollout ./hub/server
+func BenchmarkNoteRollout(b *testing.B) {
+	vs, err := policysigtest.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, _ := startReleaseHub(b, filepath.Join(b.TempDir(), "hub.db"), vs, &testClock{t: time.Now().UTC()}, nil)
+	rolloutGroup(b, s, vs)
+	if _, err := s.autoTransition("edge", "N+1", rollout.Approved, rollout.RollingOut, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	devs := make([]store.Device, 10000)
+	for i := range devs {
+		devs[i] = store.Device{Key: "default/d" + strconv.Itoa(i), Group: "edge", State: store.Trusted, Release: "N"}
+		s.noteRollout(&devs[i])
+	}
+	plain := store.Device{Key: "default/p", Group: "plain", State: store.Trusted, Release: "1.0"}
+	b.Run("group without releases", func(b *testing.B) {
+		for b.Loop() {
+			s.noteRollout(&plain)
+		}
+	})
+	b.Run("rolling-out group of 10k", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			s.noteRollout(&devs[i%len(devs)])
+			i++
+		}
+	})
+	if got := releaseStates(b, s)["N+1"]; got != rollout.RollingOut {
+		b.Fatalf("N+1 is %s", got)
 	}
 }

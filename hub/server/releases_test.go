@@ -58,7 +58,7 @@ func releaseHub(t *testing.T, window time.Duration) (*Server, *policysigtest.Sig
 // startReleaseHub starts a release hub on the store at path; stop (also
 // run at cleanup, once) closes the hub and its store, so that a test can
 // start another hub on the same store.
-func startReleaseHub(t *testing.T, path string, vs *policysigtest.Sigstore, clk *testClock, cfg func(*Config)) (s *Server, stop func()) {
+func startReleaseHub(t testing.TB, path string, vs *policysigtest.Sigstore, clk *testClock, cfg func(*Config)) (s *Server, stop func()) {
 	t.Helper()
 	v, err := policysig.New(vs.TrustedMaterial(), policysig.WithIdentity(policysig.Identity{Issuer: relIssuer, SAN: "release@example.com"}))
 	if err != nil {
@@ -100,7 +100,7 @@ func sum(s string) string {
 }
 
 // releasePolicy allows each path with the sha256 of its content.
-func releasePolicy(t *testing.T, files map[string]string) []byte {
+func releasePolicy(t testing.TB, files map[string]string) []byte {
 	t.Helper()
 	allow := map[string][]string{}
 	for p, c := range files {
@@ -117,7 +117,7 @@ func releasePolicy(t *testing.T, files map[string]string) []byte {
 	return b
 }
 
-func signedRelease(t *testing.T, s *Server, vs *policysigtest.Sigstore, group, version string, doc []byte, signer string) {
+func signedRelease(t testing.TB, s *Server, vs *policysigtest.Sigstore, group, version string, doc []byte, signer string) {
 	t.Helper()
 	var bundle []byte
 	if signer != "" {
