@@ -58,7 +58,7 @@ type Device struct {
 	QuotePrev []byte          `json:"quote_prev,omitempty"`
 	Clock     quote.ClockInfo `json:"clock"`
 	HaveClock bool            `json:"have_clock"`
-	Nonces    []Nonce         `json:"nonces,omitempty"`
+	Nonces    NonceWindow     `json:"nonces,omitempty"`
 	NonceUsed uint64          `json:"nonce_used"` // Idx of the nonce the last accepted quote used
 	NonceNext uint64          `json:"nonce_next"`
 	Thinned   uint64          `json:"thinned,omitempty"`
@@ -350,7 +350,8 @@ func (s *Bolt) Devices() ([]Device, error) {
 // nanoseconds), behind the self-described CBOR tag so they can never be
 // mistaken for the JSON records older hubs wrote, which are still read.
 // Encoding and decoding JSON device records (a full nonce window is ≈ 6 KB)
-// was a fifth of the hub's CPU per record.
+// was a fifth of the hub's CPU per record. The nonce window is one packed
+// byte string (NonceWindow); records with the array form are still read.
 var (
 	devEnc cbor.EncMode
 	devDec cbor.DecMode
