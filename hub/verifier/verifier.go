@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -460,7 +461,8 @@ func (v *Verifier) Evidence(d *store.Device, raw []byte, m *protocol.Evidence, s
 	if err != nil {
 		return reject(failure.IMAParsingError, err.Error())
 	}
-	if _, err := r.AdvanceTo(all, pcrs[10]); err != nil || uint64(r.Count()) != start+uint64(len(all)) {
+	pcr10, err := advanceTo(r, value, all, len(all)-len(delta), pcrs[10])
+	if err != nil || uint64(r.Count()) != start+uint64(len(all)) {
 		why := fmt.Sprintf("the %d entries from %d do not replay to the quoted PCR 10 %x", len(all), start, pcrs[10])
 		if err != nil {
 			why = err.Error()
@@ -471,7 +473,7 @@ func (v *Verifier) Evidence(d *store.Device, raw []byte, m *protocol.Evidence, s
 		}
 		return v.untrusted(&nd, m, raw, ack, out, events, true, false)
 	}
-	nd.BootID, nd.IMACount, nd.PCR10 = c.BootID, uint64(r.Count()), r.Value()
+	nd.BootID, nd.IMACount, nd.PCR10 = c.BootID, uint64(r.Count()), pcr10
 	nd.PendingIMA, nd.PendingStart = nil, 0
 	nd.Release = c.Release
 	nd.NextSeq = m.Seq + 1
@@ -619,12 +621,71 @@ func findNonce(ns []store.Nonce, n []byte) (uint64, bool) {
 	return 0, false
 }
 
-func countEntries(b []byte) int {
-	es, err := ima.ParseBinary(bytes.NewReader(b))
-	if err != nil {
-		return 0
+// advanceTo replays all onto r, whose template hashes were verified at
+// receipt except the first held ones (the held chunks, verified when they
+// arrived and checked again here, as they come back from the device
+// record). It replaced ima.Replayer.AdvanceTo, which verified every entry
+// again (a second SHA-1 of each entry's template data per record) and
+// compared the PCR after every entry (a copy of the value each). The
+// outcome is AdvanceTo's followed by the caller's check that the whole
+// delta was consumed: accepted only if the replay of all of it equals
+// quoted and no shorter prefix does. A shorter prefix can equal the full
+// replay only if the entries after it extend nothing (entries for another
+// PCR: refused here when the last entry is one, as AdvanceTo's prefix
+// match made the caller refuse it) or if SHA-256 extends cycle back to an
+// earlier value, which the PCR's whole meaning already rules out. On
+// success it returns the new PCR value (from is r's value before); on an
+// error r is not to be used again (the caller records
+// failure.IMAPCRMismatch).
+func advanceTo(r *ima.Replayer, from []byte, all []ima.Entry, held int, quoted []byte) ([]byte, error) {
+	if err := ima.VerifyTemplateHashes(all[:held], r.Count()); err != nil {
+		return nil, err
 	}
-	return len(es)
+	if from == nil {
+		from = make([]byte, sha256.Size)
+	}
+	if bytes.Equal(from, quoted) {
+		if len(all) == 0 {
+			return bytes.Clone(from), nil // from may be the stored device's
+		}
+		return nil, failure.New(failure.IMAPCRMismatch, "PCR 10 quoted %x is the value before entries %d..%d", quoted, r.Count(), r.Count()+len(all))
+	}
+	if len(all) == 0 {
+		return nil, failure.New(failure.IMAPCRMismatch, "PCR 10 (%v) quoted %x: no new entries, and the verified value is %x", crypto.SHA256, quoted, from)
+	}
+	n := r.Count()
+	if err := r.Advance(all); err != nil {
+		return nil, err
+	}
+	if all[len(all)-1].PCR != 10 {
+		return nil, failure.New(failure.IMAPCRMismatch, "entry %d, the last of the delta, is for PCR %d: the quoted PCR 10 covers no part of the delta after the entry before it", n+len(all)-1, all[len(all)-1].PCR)
+	}
+	v := r.Value()
+	if !bytes.Equal(v, quoted) {
+		return nil, failure.New(failure.IMAPCRMismatch, "PCR 10 (%v) quoted %x: entries %d..%d do not replay to it", crypto.SHA256, quoted, n, n+len(all))
+	}
+	return v, nil
+}
+
+// countEntries counts the entries of held IMA chunks by their length
+// fields: every chunk parsed and had its template hashes checked when it
+// was received, so parsing them all again for each new chunk (quadratic in
+// the chunks of a large delta) only re-did that work.
+func countEntries(b []byte) int {
+	n := 0
+	for len(b) >= 32 {
+		nl := int(binary.LittleEndian.Uint32(b[24:28]))
+		if nl > len(b)-32 {
+			break
+		}
+		dl := int(binary.LittleEndian.Uint32(b[28+nl : 32+nl]))
+		if dl > len(b)-32-nl {
+			break
+		}
+		b = b[32+nl+dl:]
+		n++
+	}
+	return n
 }
 
 // Reevaluate judges the current boot's entries (from the stored evidence)

@@ -1,0 +1,323 @@
+package verifier
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"fmt"
+	"testing"
+
+	"github.com/google/go-tpm-tools/simulator"
+	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/ratatouille/rat/device/tpm"
+	"github.com/ratatouille/rat/evidence/claims"
+	"github.com/ratatouille/rat/evidence/failure"
+	"github.com/ratatouille/rat/evidence/ima"
+	"github.com/ratatouille/rat/evidence/protocol"
+	"github.com/ratatouille/rat/evidence/quote"
+	"github.com/ratatouille/rat/evidence/runtimepolicy"
+	"github.com/ratatouille/rat/hub/store"
+)
+
+// imaRig is a simulated TPM whose PCR 10 the test extends, with the
+// replay of what it extended (the hub's view of a device in good standing).
+type imaRig struct {
+	t      *testing.T
+	tp     *tpm.TPM
+	ek, ak []byte
+	akq    *tpm.AK
+	rp     *ima.Replayer
+	next   int
+	v      *Verifier
+}
+
+func (r *imaRig) entry() ima.Entry {
+	r.next++
+	h := sha256.Sum256([]byte(fmt.Sprint(r.next)))
+	e, err := ima.NewNgEntry(10, "sha256", h[:], fmt.Sprintf("/usr/bin/f%d", r.next))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return e
+}
+
+// other is an entry of the log for PCR 11 (the kernel logs entries for
+// other PCRs with some policies); the replay of PCR 10 skips it.
+func (r *imaRig) other() ima.Entry {
+	e := r.entry()
+	e.PCR = 11
+	return e
+}
+
+// extend extends the simulator's PCR 10 with es, as the kernel does.
+func (r *imaRig) extend(es []ima.Entry) {
+	for _, e := range es {
+		if e.PCR != 10 {
+			continue
+		}
+		d := sha256.Sum256(e.TemplateData)
+		if err := r.tp.Extend(10, d[:]); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	if err := r.rp.Advance(es); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// device is the stored record of a TRUSTED device whose verified replay is
+// the simulator's PCR 10 now.
+func (r *imaRig) device() *store.Device {
+	return &store.Device{Key: "default/d", ID: "d", Fleet: "default", Group: "g", State: store.Trusted, EKPublic: r.ek, AKPublic: r.ak,
+		NextSeq: 5, QuotePrev: make([]byte, 32), Nonces: []store.Nonce{{Idx: 1, Value: make([]byte, 32)}}, NonceUsed: 1, NonceNext: 1,
+		BootID: "boot", BootStartSeq: 1, IMACount: uint64(r.rp.Count()), PCR10: r.rp.Value()}
+}
+
+// quoted is record seq quoting the simulator's PCRs now, carrying imaBytes
+// from entry start on.
+func (r *imaRig) quoted(d *store.Device, seq uint64, start uint64, imaBytes []byte) *protocol.Evidence {
+	c := claims.Claims{Nonce: d.Nonces[0].Value, UEID: claims.UEID(r.ek), BootID: "boot", Seq: seq, Prev: d.QuotePrev, IMACount: uint64(r.rp.Count())}
+	enc, err := c.Marshal()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	q, err := r.akq.Quote(claims.QualifyingData(enc), []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return &protocol.Evidence{Seq: seq, Claims: enc, Attest: q.Attest, Signature: q.Signature,
+		PCRs: map[uint16]map[int][]byte{quote.AlgSHA256: q.PCRs}, IMAStart: start, IMA: imaBytes}
+}
+
+func (r *imaRig) judge(d *store.Device, m *protocol.Evidence) Outcome {
+	raw, err := protocol.Marshal(m)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return r.v.Evidence(d, raw, m, func(uint64) ([]byte, error) { return nil, store.ErrNotFound })
+}
+
+func badHash(es []ima.Entry, i int) []ima.Entry {
+	out := append([]ima.Entry(nil), es...)
+	out[i].TemplateHash = append([]byte(nil), es[i].TemplateHash...)
+	out[i].TemplateHash[3] ^= 1
+	return out
+}
+
+// failureIDs are the ids of an outcome's failure and rejection events.
+func failureIDs(o Outcome) []string {
+	var ids []string
+	for _, e := range o.Events {
+		if e.Event != nil {
+			ids = append(ids, e.Kind+":"+e.Event.ID)
+		}
+	}
+	return ids
+}
+
+// TestEvidenceIMA covers the IMA checks of Evidence, for deltas in the
+// quoted record and in held chunks: a template hash that does not match
+// its template data is refused at receipt (the record is rejected, the
+// device asked to resync) whether or not the PCR replay would notice; a
+// held chunk that comes back from the device record altered fails the
+// replay at the quote; a delta whose entries do not all replay to the
+// quoted PCR 10 (an extra entry, or a shorter prefix that already matches)
+// makes the device UNTRUSTED; chunks must continue each other.
+func TestEvidenceIMA(t *testing.T) {
+	sim, err := simulator.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := tpm.New(transport.FromReadWriteCloser(sim))
+	defer tp.Close()
+	ek, err := tp.CreateEK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak, err := tp.CreateAK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := ima.Resume(crypto.SHA256, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &imaRig{t: t, tp: tp, ek: ek.PublicArea, ak: ak.PublicArea, akq: ak, rp: rp}
+	var approved []ima.Entry
+	for i := 0; i < 200; i++ {
+		approved = append(approved, r.entry())
+	}
+	r.next = 0
+	pol, err := runtimepolicy.FromEntries(approved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.v = New(Config{Policies: func(string) (*runtimepolicy.Policy, string, error) { return pol, "p", nil }})
+	boot := r.entry()
+	r.extend([]ima.Entry{boot})
+
+	type step struct {
+		quoted bool
+		// entries extended into the TPM before this step, and the entries
+		// the record carries (nil: the extended ones)
+		extend, send func() []ima.Entry
+		start        int // IMAStart relative to the device's count (0 unless a gap is tested)
+		tamperHeld   bool
+	}
+	for _, tc := range []struct {
+		name    string
+		steps   func() []step
+		state   string   // the device's state after the last step
+		ids     []string // failure and rejection events of the last step
+		count   int      // entries verified after the last step, relative to before
+		pending bool     // chunks held after the last step
+	}{
+		{name: "quoted delta", steps: func() []step {
+			es := []ima.Entry{r.entry(), r.entry(), r.entry()}
+			return []step{{quoted: true, extend: func() []ima.Entry { return es }}}
+		}, state: store.Trusted, count: 3},
+		{name: "empty delta", steps: func() []step {
+			return []step{{quoted: true, extend: func() []ima.Entry { return nil }}}
+		}, state: store.Trusted},
+		{name: "quoted delta, bad template hash", steps: func() []step {
+			es := []ima.Entry{r.entry(), r.entry()}
+			return []step{{quoted: true, extend: func() []ima.Entry { return es }, send: func() []ima.Entry { return badHash(es, 1) }}}
+		}, state: store.Trusted, ids: []string{"rejected:" + failure.IMAParsingError}},
+		{name: "quoted delta, an entry the PCR does not hold", steps: func() []step {
+			es := []ima.Entry{r.entry(), r.entry()}
+			return []step{{quoted: true, extend: func() []ima.Entry { return es[:1] }, send: func() []ima.Entry { return es }}}
+		}, state: store.Untrusted, ids: []string{"failure:" + failure.IMAPCRMismatch}},
+		{name: "quoted delta, an entry missing", steps: func() []step {
+			es := []ima.Entry{r.entry(), r.entry()}
+			return []step{{quoted: true, extend: func() []ima.Entry { return es }, send: func() []ima.Entry { return es[:1] }}}
+		}, state: store.Untrusted, ids: []string{"failure:" + failure.IMAPCRMismatch}},
+		{name: "empty delta, PCR 10 moved", steps: func() []step {
+			es := []ima.Entry{r.entry()}
+			return []step{{quoted: true, extend: func() []ima.Entry { return es }, send: func() []ima.Entry { return nil }}}
+		}, state: store.Untrusted, ids: []string{"failure:" + failure.IMAPCRMismatch}},
+		{name: "delta, PCR 10 did not move", steps: func() []step {
+			es := []ima.Entry{r.entry()}
+			return []step{{quoted: true, extend: func() []ima.Entry { return nil }, send: func() []ima.Entry { return es }}}
+		}, state: store.Untrusted, ids: []string{"failure:" + failure.IMAPCRMismatch}},
+		{name: "an entry for another PCR inside the delta", steps: func() []step {
+			es := []ima.Entry{r.entry(), r.other(), r.entry()}
+			return []step{{quoted: true, extend: func() []ima.Entry { return es }}}
+		}, state: store.Trusted, count: 3},
+		{name: "an entry for another PCR ends the delta", steps: func() []step {
+			es := []ima.Entry{r.entry(), r.other()}
+			return []step{{quoted: true, extend: func() []ima.Entry { return es }}}
+		}, state: store.Untrusted, ids: []string{"failure:" + failure.IMAPCRMismatch}},
+		{name: "only entries for another PCR", steps: func() []step {
+			es := []ima.Entry{r.other()}
+			return []step{{quoted: true, extend: func() []ima.Entry { return es }}}
+		}, state: store.Untrusted, ids: []string{"failure:" + failure.IMAPCRMismatch}},
+		{name: "two chunks and a quote", steps: func() []step {
+			a, b, c := []ima.Entry{r.entry(), r.entry()}, []ima.Entry{r.entry(), r.entry(), r.entry()}, []ima.Entry{r.entry()}
+			return []step{
+				{extend: func() []ima.Entry { return a }},
+				{extend: func() []ima.Entry { return b }},
+				{quoted: true, extend: func() []ima.Entry { return c }},
+			}
+		}, state: store.Trusted, count: 6},
+		{name: "chunk held", steps: func() []step {
+			a, b := []ima.Entry{r.entry(), r.entry()}, []ima.Entry{r.entry()}
+			return []step{{extend: func() []ima.Entry { return a }}, {extend: func() []ima.Entry { return b }}}
+		}, state: store.Trusted, pending: true},
+		{name: "chunk, bad template hash", steps: func() []step {
+			a, b := []ima.Entry{r.entry(), r.entry()}, []ima.Entry{r.entry(), r.entry()}
+			return []step{{extend: func() []ima.Entry { return a }}, {extend: func() []ima.Entry { return b }, send: func() []ima.Entry { return badHash(b, 0) }}}
+		}, state: store.Trusted, ids: []string{"rejected:" + failure.IMAParsingError}},
+		{name: "chunk that does not continue the held ones", steps: func() []step {
+			a, b := []ima.Entry{r.entry(), r.entry()}, []ima.Entry{r.entry()}
+			return []step{{extend: func() []ima.Entry { return a }}, {extend: func() []ima.Entry { return b }, start: 1}}
+		}, state: store.Trusted, ids: []string{"rejected:" + failure.EvidenceSeqGap}},
+		{name: "quote that does not continue the held chunks", steps: func() []step {
+			a, b := []ima.Entry{r.entry(), r.entry()}, []ima.Entry{r.entry()}
+			return []step{{extend: func() []ima.Entry { return a }}, {quoted: true, extend: func() []ima.Entry { return b }, start: 3}}
+		}, state: store.Trusted, ids: []string{"rejected:" + failure.EvidenceSeqGap}},
+		{name: "held chunk altered in the device record", steps: func() []step {
+			a, b := []ima.Entry{r.entry(), r.entry()}, []ima.Entry{r.entry()}
+			return []step{{extend: func() []ima.Entry { return a }}, {quoted: true, extend: func() []ima.Entry { return b }, tamperHeld: true}}
+		}, state: store.Untrusted, ids: []string{"failure:" + failure.IMAPCRMismatch}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := r.device()
+			before := d.IMACount
+			var out Outcome
+			steps := tc.steps()
+			for i, s := range steps {
+				ext := s.extend()
+				r.extend(ext)
+				send := ext
+				if s.send != nil {
+					send = s.send()
+				}
+				start := d.IMACount + uint64(countEntries(d.PendingIMA))
+				if len(d.PendingIMA) > 0 {
+					start = d.PendingStart + uint64(countEntries(d.PendingIMA))
+				}
+				start += uint64(s.start)
+				if s.tamperHeld {
+					d.PendingIMA = append([]byte(nil), d.PendingIMA...)
+					d.PendingIMA[4] ^= 1 // the first held entry's template hash
+				}
+				var m *protocol.Evidence
+				if s.quoted {
+					m = r.quoted(d, d.NextSeq, start, ima.MarshalBinary(send))
+				} else {
+					m = &protocol.Evidence{Seq: d.NextSeq, IMAStart: start, IMA: ima.MarshalBinary(send)}
+				}
+				out = r.judge(d, m)
+				if i < len(steps)-1 {
+					if ids := failureIDs(out); len(ids) > 0 || out.Device == nil {
+						t.Fatalf("step %d: %v", i, ids)
+					}
+					d = out.Device
+				}
+			}
+			if got := fmt.Sprint(failureIDs(out)); got != fmt.Sprint(tc.ids) {
+				t.Fatalf("events %s, want %v (%+v)", got, tc.ids, out.Events)
+			}
+			if out.Device == nil {
+				t.Fatal("no device record to save")
+			}
+			if out.Device.State != tc.state {
+				t.Fatalf("state %s, want %s", out.Device.State, tc.state)
+			}
+			if len(tc.ids) == 0 {
+				if got := int(out.Device.IMACount - before); got != tc.count {
+					t.Fatalf("verified %d entries, want %d", got, tc.count)
+				}
+				if (len(out.Device.PendingIMA) > 0) != tc.pending {
+					t.Fatalf("held %d bytes, want held: %v", len(out.Device.PendingIMA), tc.pending)
+				}
+			}
+			// The next case starts from a device in good standing at the
+			// simulator's PCR 10 (r.device).
+		})
+	}
+}
+
+// TestCountEntries checks the length-field count against the parser's.
+func TestCountEntries(t *testing.T) {
+	var es []ima.Entry
+	for i := 0; i < 5; i++ {
+		h := sha256.Sum256([]byte{byte(i)})
+		e, err := ima.NewNgEntry(10, "sha256", h[:], fmt.Sprintf("/p/%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		es = append(es, e)
+	}
+	for n := 0; n <= len(es); n++ {
+		b := ima.MarshalBinary(es[:n])
+		if got := countEntries(b); got != n {
+			t.Fatalf("%d entries counted as %d", n, got)
+		}
+		if n > 0 {
+			if got := countEntries(b[:len(b)-1]); got != n-1 {
+				t.Fatalf("%d entries, truncated, counted as %d", n, got)
+			}
+		}
+	}
+}
