@@ -43,6 +43,7 @@ type options struct {
 	Broker                        string // embedded | mosquitto | tcp://host:port (external, already running)
 	Hub                           string // child | inproc
 	HubProfile, HubArgs           string
+	HubMemProfile                 string
 	Timeout                       time.Duration
 	Out                           io.Writer
 }
@@ -63,6 +64,7 @@ func main() {
 	flag.StringVar(&o.Broker, "broker", "embedded", "embedded (the hub's mochi broker), mosquitto (started here on a free port), or tcp://host:port")
 	flag.StringVar(&o.Hub, "hub", "child", "child (the hub runs as a child process, so its CPU is measured apart) or inproc")
 	flag.StringVar(&o.HubProfile, "hub-cpuprofile", "", "write the hub's CPU profile of the run phase to this file")
+	flag.StringVar(&o.HubMemProfile, "hub-memprofile", "", "write the hub's heap profile (allocations of the run phase: go tool pprof -sample_index=alloc_space) to this file")
 	flag.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up the run phase after this long")
 	flag.Parse()
 	o.Out = os.Stdout
@@ -169,7 +171,7 @@ func run(o options) (*result, genCost, error) {
 		}
 		url = s.BrokerURL()
 	case "child":
-		u, pid, stop, err := startChildHub(dir, external, o.HubProfile)
+		u, pid, stop, err := startChildHub(dir, external, o.HubProfile, o.HubMemProfile)
 		if err != nil {
 			return nil, genCost{}, err
 		}
@@ -192,7 +194,8 @@ func run(o options) (*result, genCost, error) {
 	}()
 	fmt.Fprintf(o.Out, "pre-generated %d records for %d devices in %s; running\n", cost.Records, o.Devices, cost.Wall.Round(time.Millisecond))
 
-	if o.HubProfile != "" && hubPID != 0 {
+	profiling := (o.HubProfile != "" || o.HubMemProfile != "") && hubPID != 0
+	if profiling {
 		_ = signalProfile(dir, "start")
 	}
 	cpu0, hub0, br0 := selfCPU(), procCPU(hubPID), procCPU(brokerPID)
@@ -207,7 +210,7 @@ func run(o options) (*result, genCost, error) {
 	}
 	r.finish(c, t0)
 	r.GenCPU, r.HubCPU, r.BrokerCPU = selfCPU()-cpu0, procCPU(hubPID)-hub0, procCPU(brokerPID)-br0
-	if o.HubProfile != "" && hubPID != 0 {
+	if profiling {
 		_ = signalProfile(dir, "stop")
 	}
 	return r, cost, nil
@@ -233,6 +236,7 @@ func hubMain(args []string) error {
 	dir := fs.String("dir", "", "data directory")
 	external := fs.String("mqtt", "", "external broker")
 	prof := fs.String("cpuprofile", "", "CPU profile file")
+	memProf := fs.String("memprofile", "", "heap profile file (allocations between start and stop)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -250,18 +254,28 @@ func hubMain(args []string) error {
 		return err
 	}
 	fmt.Printf("BROKER %s\n", s.BrokerURL())
-	if *prof != "" {
+	if *prof != "" || *memProf != "" {
 		go func() {
 			ctl := filepath.Join(*dir, "profile")
 			var f *os.File
+			started := false
 			for {
 				time.Sleep(20 * time.Millisecond)
 				b, _ := os.ReadFile(ctl)
 				switch strings.TrimSpace(string(b)) {
 				case "start":
-					if f == nil {
-						if f, err = os.Create(*prof); err == nil {
-							_ = pprof.StartCPUProfile(f)
+					if !started {
+						started = true
+						// The heap profile's counts are cumulative: the
+						// pre-generation phase is subtracted with
+						// pprof -base, or ignored (it is small: enrollment).
+						if *memProf != "" {
+							writeHeap(*memProf + ".base")
+						}
+						if *prof != "" {
+							if f, err = os.Create(*prof); err == nil {
+								_ = pprof.StartCPUProfile(f)
+							}
 						}
 						if tf, err := os.Create(*prof + ".trace"); err == nil && os.Getenv("RAT_LOADGEN_TRACE") != "" {
 							_ = trace.Start(tf)
@@ -269,10 +283,15 @@ func hubMain(args []string) error {
 						}
 					}
 				case "stop":
-					if f != nil {
-						pprof.StopCPUProfile()
-						trace.Stop()
-						f.Close()
+					if started {
+						if f != nil {
+							pprof.StopCPUProfile()
+							trace.Stop()
+							f.Close()
+						}
+						if *memProf != "" {
+							writeHeap(*memProf)
+						}
 						_ = os.WriteFile(ctl, []byte("done"), 0o600)
 						return
 					}
@@ -282,6 +301,17 @@ func hubMain(args []string) error {
 	}
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return nil
+}
+
+// writeHeap writes the heap profile (allocations since the start, and
+// what is live at the last GC) to path.
+func writeHeap(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = pprof.Lookup("allocs").WriteTo(f, 0)
 }
 
 func signalProfile(dir, what string) error {
@@ -302,7 +332,7 @@ func signalProfile(dir, what string) error {
 	return nil
 }
 
-func startChildHub(dir, external, profile string) (string, int, func(), error) {
+func startChildHub(dir, external, profile, memProfile string) (string, int, func(), error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", 0, nil, err
@@ -313,6 +343,9 @@ func startChildHub(dir, external, profile string) (string, int, func(), error) {
 	}
 	if profile != "" {
 		args = append(args, "-cpuprofile", profile)
+	}
+	if memProfile != "" {
+		args = append(args, "-memprofile", memProfile)
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr
