@@ -353,13 +353,13 @@ func (s *Bolt) Devices() ([]Device, error) {
 // was a fifth of the hub's CPU per record. The nonce window is one packed
 // byte string (NonceWindow); records with the array form are still read.
 var (
-	devEnc cbor.EncMode
+	devEnc cbor.UserBufferEncMode
 	devDec cbor.DecMode
 )
 
 func init() {
 	var err error
-	if devEnc, err = (cbor.EncOptions{Time: cbor.TimeRFC3339Nano}).EncMode(); err != nil {
+	if devEnc, err = (cbor.EncOptions{Time: cbor.TimeRFC3339Nano}).UserBufferEncMode(); err != nil {
 		panic(err)
 	}
 	if devDec, err = (cbor.DecOptions{MaxArrayElements: 1 << 20, MaxMapPairs: 1 << 20}).DecMode(); err != nil {
@@ -371,12 +371,20 @@ func init() {
 // device record written as CBOR.
 var selfDescribed = []byte{0xd9, 0xd9, 0xf7}
 
+// encodeDevice encodes d behind the self-described tag, into one buffer
+// sized for the record (the hub encodes one per accepted record: a
+// Marshal then a copy behind the tag was twice the record's bytes).
 func encodeDevice(d *Device) ([]byte, error) {
-	b, err := devEnc.Marshal(d)
-	if err != nil {
+	n := 1024 + 40*len(d.Nonces) + len(d.EKPublic) + len(d.AKPublic) + len(d.Binding) + len(d.PendingIMA) + len(d.QuotePrev) + len(d.PCR10)
+	for _, c := range d.EKCerts {
+		n += len(c)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, n))
+	buf.Write(selfDescribed)
+	if err := devEnc.MarshalToBuffer(d, buf); err != nil {
 		return nil, err
 	}
-	return append(append(make([]byte, 0, len(b)+3), selfDescribed...), b...), nil
+	return buf.Bytes(), nil
 }
 
 // decodeDevice reads a device record (CBOR, or JSON from older hubs) into
