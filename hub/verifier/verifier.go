@@ -71,6 +71,8 @@ type Verifier struct {
 	// the exact bytes, so a cached key is the one those bytes encode.
 	aks sync.Map // string(TPMT_PUBLIC) -> crypto.PublicKey
 	nAK atomic.Int64
+	// required is the quote option for cfg.PCRs, made once.
+	required quote.Option
 }
 
 // maxCachedAKs bounds the AK cache (one entry per active device).
@@ -114,7 +116,7 @@ func New(cfg Config) *Verifier {
 	if cfg.MaxPendingIMA <= 0 {
 		cfg.MaxPendingIMA = 64 << 20
 	}
-	return &Verifier{cfg: cfg, pending: map[string]*challenge{}}
+	return &Verifier{cfg: cfg, pending: map[string]*challenge{}, required: quote.WithRequiredPCRs(quote.AlgSHA256, cfg.PCRs...)}
 }
 
 // Outcome is the result of one message.
@@ -262,10 +264,17 @@ func (v *Verifier) issueNonce(d *store.Device) []byte {
 		panic("verifier: no randomness: " + err.Error())
 	}
 	d.NonceNext++
-	d.Nonces = append(d.Nonces, store.Nonce{Idx: d.NonceNext, Value: b, At: v.cfg.Now().UTC()})
-	if len(d.Nonces) > v.cfg.NonceWindow {
-		d.Nonces = d.Nonces[len(d.Nonces)-v.cfg.NonceWindow:]
+	n := store.Nonce{Idx: d.NonceNext, Value: b, At: v.cfg.Now().UTC()}
+	if len(d.Nonces) < v.cfg.NonceWindow {
+		d.Nonces = append(d.Nonces, n)
+		return b
 	}
+	// A full window: a new one of exactly the window's size (d's slice
+	// may be the stored record's, and append would double it).
+	w := make(store.NonceWindow, v.cfg.NonceWindow)
+	copy(w, d.Nonces[len(d.Nonces)-v.cfg.NonceWindow+1:])
+	w[len(w)-1] = n
+	d.Nonces = w
 	return b
 }
 
@@ -382,7 +391,7 @@ func (v *Verifier) Evidence(d *store.Device, raw []byte, m *protocol.Evidence, s
 	if err != nil {
 		return reject(failure.QuoteMalformed, err.Error())
 	}
-	opts := []quote.Option{quote.WithNonce(claims.QualifyingData(m.Claims)), quote.WithRequiredPCRs(quote.AlgSHA256, v.cfg.PCRs...)}
+	opts := []quote.Option{quote.WithNonce(claims.QualifyingData(m.Claims)), v.required}
 	if d.HaveClock {
 		opts = append(opts, quote.WithPrevious(d.Clock))
 	}

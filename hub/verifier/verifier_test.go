@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/sha256"
 	"fmt"
@@ -319,5 +320,38 @@ func TestCountEntries(t *testing.T) {
 				t.Fatalf("%d entries, truncated, counted as %d", n, got)
 			}
 		}
+	}
+}
+
+// TestIssueNonce checks the window: the newest NonceWindow nonces, oldest
+// first, and a full window replaced without writing into the slice of the
+// record it came from.
+func TestIssueNonce(t *testing.T) {
+	for _, window := range []int{1, 3, 64} {
+		t.Run(fmt.Sprint(window), func(t *testing.T) {
+			v := New(Config{NonceWindow: window})
+			d := &store.Device{}
+			var issued [][]byte
+			for i := 0; i < 2*window+1; i++ {
+				before := *d
+				old := append(store.NonceWindow(nil), d.Nonces...)
+				issued = append(issued, v.issueNonce(d))
+				for j := range before.Nonces {
+					if before.Nonces[j].Idx != old[j].Idx || !bytes.Equal(before.Nonces[j].Value, old[j].Value) {
+						t.Fatalf("issue %d changed the previous window at %d", i, j)
+					}
+				}
+				want := min(i+1, window)
+				if len(d.Nonces) != want {
+					t.Fatalf("issue %d: window of %d, want %d", i, len(d.Nonces), want)
+				}
+				for j, n := range d.Nonces {
+					k := i + 1 - want + j // index into issued
+					if n.Idx != uint64(k+1) || !bytes.Equal(n.Value, issued[k]) {
+						t.Fatalf("issue %d: nonce %d is idx %d, want %d", i, j, n.Idx, k+1)
+					}
+				}
+			}
+		})
 	}
 }
