@@ -265,15 +265,17 @@ func (v *Verifier) issueNonce(d *store.Device) []byte {
 	}
 	d.NonceNext++
 	n := store.Nonce{Idx: d.NonceNext, Value: b, At: v.cfg.Now().UTC()}
-	if len(d.Nonces) < v.cfg.NonceWindow {
+	if len(d.Nonces) < cap(d.Nonces) && len(d.Nonces) < v.cfg.NonceWindow {
 		d.Nonces = append(d.Nonces, n)
 		return b
 	}
-	// A full window: a new one of exactly the window's size (d's slice
-	// may be the stored record's, and append would double it).
-	w := make(store.NonceWindow, v.cfg.NonceWindow)
-	copy(w, d.Nonces[len(d.Nonces)-v.cfg.NonceWindow+1:])
-	w[len(w)-1] = n
+	// A new window of exactly the size it needs: d's slice is the stored
+	// record's (cap = len), and append would double it, ≈ 7 KB for a full
+	// window, then cut it.
+	keep := d.Nonces[len(d.Nonces)-min(len(d.Nonces), v.cfg.NonceWindow-1):]
+	w := make(store.NonceWindow, len(keep)+1)
+	copy(w, keep)
+	w[len(keep)] = n
 	d.Nonces = w
 	return b
 }
