@@ -46,8 +46,14 @@ func (w NonceWindow) MarshalCBOR() ([]byte, error) {
 	// allocation for the whole item.
 	const room = 9
 	n := room + 1
-	for i := range w {
-		n += 2*binary.MaxVarintLen64 + binary.MaxVarintLen32 + len(w[i].Value)
+	{
+		var idx uint64
+		var at int64
+		for i := range w {
+			ns := w[i].At.UnixNano()
+			n += varintLen(int64(w[i].Idx-idx)) + uvarintLen(uint64(len(w[i].Value))) + len(w[i].Value) + varintLen(ns-at)
+			idx, at = w[i].Idx, ns
+		}
 	}
 	buf := make([]byte, room, n)
 	buf = append(buf, nonceWindowV1)
@@ -170,4 +176,23 @@ func countPacked(p []byte) int {
 		n++
 	}
 	return n
+}
+
+// uvarintLen is the length of binary.AppendUvarint(nil, x).
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// varintLen is the length of binary.AppendVarint(nil, x).
+func varintLen(x int64) int {
+	ux := uint64(x) << 1
+	if x < 0 {
+		ux = ^ux
+	}
+	return uvarintLen(ux)
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -182,4 +183,16 @@ func BenchmarkDeviceRecord(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestVarintLen checks the sizes MarshalCBOR allocates by.
+func TestVarintLen(t *testing.T) {
+	for _, x := range []int64{0, 1, -1, 63, 64, -64, -65, 1 << 20, -(1 << 40), 1<<63 - 1, -1 << 63} {
+		if got, want := varintLen(x), len(binary.AppendVarint(nil, x)); got != want {
+			t.Fatalf("varintLen(%d) = %d, want %d", x, got, want)
+		}
+		if got, want := uvarintLen(uint64(x)), len(binary.AppendUvarint(nil, uint64(x))); got != want {
+			t.Fatalf("uvarintLen(%d) = %d, want %d", uint64(x), got, want)
+		}
+	}
 }
