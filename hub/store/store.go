@@ -172,10 +172,20 @@ var (
 	bActive   = []byte("active")
 	bKV       = []byte("kv")
 	// bBriefs holds each device's DeviceBrief (briefEncoding), written with
-	// every device record, so that the hub's start reads ≈ 60 bytes per
-	// device instead of decoding every whole record.
+	// every device record, so that the hub's start reads ≈ 60-100 bytes
+	// per device instead of decoding every whole record.
 	bBriefs = []byte("briefs")
+	// bMeta holds the store's own format markers: under kBriefs, the
+	// format of the briefs bucket (briefsFormat).
+	bMeta   = []byte("meta")
+	kBriefs = []byte("briefs")
 )
+
+// briefsFormat is the format of the briefs: 2 added each device's group
+// and release (for the hub's rollout tally). A store whose briefs are of
+// another format (or that has none) gets them rebuilt from the device
+// records once, at open.
+const briefsFormat = 2
 
 // Bolt is the embedded store.
 type Bolt struct {
@@ -274,12 +284,12 @@ func OpenBolt(path string) (*Bolt, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bDevices, bEvents, bEvidence, bPolicies, bActive, bKV} {
+		for _, b := range [][]byte{bDevices, bEvents, bEvidence, bPolicies, bActive, bKV, bMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		if tx.Bucket(bBriefs) == nil {
+		if tx.Bucket(bBriefs) == nil || !bytes.Equal(tx.Bucket(bMeta).Get(kBriefs), []byte{briefsFormat}) {
 			return buildBriefs(tx)
 		}
 		return nil
@@ -402,38 +412,57 @@ func decodeDevice(b []byte, v any) error {
 	return nil
 }
 
-// DeviceBrief is what the hub's periodic staleness check needs of a device.
+// DeviceBrief is what the hub needs of every device at start: for its
+// staleness index (key, id, state, last verification) and its rollout
+// tally (group, release, state).
 type DeviceBrief struct {
 	Key          string    `json:"key"`
 	ID           string    `json:"id"`
 	State        string    `json:"state"`
 	LastVerified time.Time `json:"last_verified"`
+	Group        string    `json:"group"`
+	Release      string    `json:"release"`
+	// Partial: the brief was written by a hub older than briefsFormat 2
+	// (into a store this one had already upgraded), so Group and Release
+	// are unknown, not empty: read the device record for them.
+	Partial bool `json:"-"`
 }
 
 // briefEncoding is a DeviceBrief as stored in the briefs bucket (the key
-// is the device key).
+// is the device key). Format is briefsFormat in every brief written since
+// format 2: a brief without it (an older hub wrote it) knows nothing of
+// the device's group and release.
 type briefEncoding struct {
+	Format       uint8  `cbor:"0,keyasint,omitempty"`
 	ID           string `cbor:"1,keyasint"`
 	State        string `cbor:"2,keyasint"`
 	LastVerified int64  `cbor:"3,keyasint,omitempty"` // Unix nanoseconds, 0 for never
+	Group        string `cbor:"4,keyasint,omitempty"`
+	Release      string `cbor:"5,keyasint,omitempty"`
 }
 
 func encodeBrief(d *Device) ([]byte, error) {
-	b := briefEncoding{ID: d.ID, State: d.State}
+	b := briefEncoding{Format: briefsFormat, ID: d.ID, State: d.State, Group: d.Group, Release: d.Release}
 	if !d.LastVerified.IsZero() {
 		b.LastVerified = d.LastVerified.UnixNano()
 	}
 	return devEnc.Marshal(&b)
 }
 
-// buildBriefs fills the briefs bucket from every device record: once, when
-// a store written before the bucket existed is opened.
+// buildBriefs fills the briefs bucket from every device record, and marks
+// it of briefsFormat: once, when a store written before the bucket
+// existed, or before its current format, is opened.
 func buildBriefs(tx *bolt.Tx) error {
+	if tx.Bucket(bBriefs) != nil {
+		if err := tx.DeleteBucket(bBriefs); err != nil {
+			return fmt.Errorf("briefs: %w", err)
+		}
+	}
 	bb, err := tx.CreateBucket(bBriefs)
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bDevices).ForEach(func(k, v []byte) error {
+	err = tx.Bucket(bDevices).ForEach(func(k, v []byte) error {
 		var d Device
 		if err := decodeDevice(v, &d); err != nil {
 			return fmt.Errorf("device %s: %w", k, err)
@@ -444,28 +473,44 @@ func buildBriefs(tx *bolt.Tx) error {
 		}
 		return bb.Put(k, b)
 	})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bMeta).Put(kBriefs, []byte{briefsFormat})
 }
 
-// Briefs lists every device's key, id, state and last verification, for the
-// hub's staleness index at start. They come from the briefs bucket, which
-// Save writes in the same transaction as the device record: decoding every
+// Briefs lists every device's brief, for the hub's staleness index and
+// rollout tally at start. They come from the briefs bucket, which Save
+// writes in the same transaction as the device record: decoding every
 // whole record instead (CBOR with a nonce window, keys, certificates) took
 // ≈ 1.5 s of CPU for 100,000 devices, and 30-40 s from a cold page cache,
 // the records being scattered over a store of 1.3 GB. A hub older than
-// the bucket would leave it behind if it wrote to the store; the hub only
-// uses briefs to propose staleness, and re-reads the record before it
-// changes anything.
+// the bucket would leave it behind if it wrote to the store; one older
+// than format 2 writes briefs without group and release, which come back
+// Partial. The hub uses briefs to propose staleness, and re-reads the
+// record before it changes anything; its rollout tally reads the record
+// of a Partial brief.
 func (s *Bolt) Briefs() ([]DeviceBrief, error) {
 	var out []DeviceBrief
 	err := s.db.View(func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bBriefs)
 		out = make([]DeviceBrief, 0, bb.Stats().KeyN)
+		// Few distinct groups and releases: one string each, not one per
+		// device.
+		names := map[string]string{}
+		intern := func(v string) string {
+			if n, ok := names[v]; ok {
+				return n
+			}
+			names[v] = v
+			return v
+		}
 		return bb.ForEach(func(k, v []byte) error {
 			var b briefEncoding
 			if err := devDec.Unmarshal(v, &b); err != nil {
 				return fmt.Errorf("store: brief of %s: %w", k, err)
 			}
-			d := DeviceBrief{Key: string(k), ID: b.ID, State: b.State}
+			d := DeviceBrief{Key: string(k), ID: b.ID, State: intern(b.State), Group: intern(b.Group), Release: intern(b.Release), Partial: b.Format < briefsFormat}
 			if b.LastVerified != 0 {
 				d.LastVerified = time.Unix(0, b.LastVerified).UTC()
 			}

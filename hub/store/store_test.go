@@ -96,19 +96,20 @@ func TestBriefsFollowSaves(t *testing.T) {
 	defer st.Close()
 	t0 := time.Date(2026, 12, 3, 10, 0, 0, 5, time.UTC)
 	steps := []struct {
-		key, state string
-		verified   time.Time
+		key, state     string
+		verified       time.Time
+		group, release string
 	}{
-		{"default/a", Enrolling, time.Time{}},
-		{"default/b", Enrolling, time.Time{}},
-		{"default/a", Trusted, t0},
-		{"default/a", Trusted, t0.Add(10 * time.Second)},
-		{"default/b", Untrusted, t0.Add(time.Second)},
-		{"default/a", Stale, t0.Add(10 * time.Second)},
+		{"default/a", Enrolling, time.Time{}, "g", ""},
+		{"default/b", Enrolling, time.Time{}, "g", ""},
+		{"default/a", Trusted, t0, "g", "r1"},
+		{"default/a", Trusted, t0.Add(10 * time.Second), "h", "r2"},
+		{"default/b", Untrusted, t0.Add(time.Second), "g", "r1"},
+		{"default/a", Stale, t0.Add(10 * time.Second), "h", "r2"},
 	}
 	for _, s := range steps {
 		d := fullDevice(s.key)
-		d.ID, d.State, d.LastVerified = s.key[len("default/"):], s.state, s.verified
+		d.ID, d.State, d.LastVerified, d.Group, d.Release = s.key[len("default/"):], s.state, s.verified, s.group, s.release
 		if err := st.Save(d, nil, 0, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -118,15 +119,115 @@ func TestBriefsFollowSaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []DeviceBrief{
-		{Key: "default/a", ID: "a", State: Stale, LastVerified: t0.Add(10 * time.Second)},
-		{Key: "default/b", ID: "b", State: Untrusted, LastVerified: t0.Add(time.Second)},
+		{Key: "default/a", ID: "a", State: Stale, LastVerified: t0.Add(10 * time.Second), Group: "h", Release: "r2"},
+		{Key: "default/b", ID: "b", State: Untrusted, LastVerified: t0.Add(time.Second), Group: "g", Release: "r1"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("briefs %+v, want %+v", got, want)
 	}
 	for i := range want {
-		if got[i].Key != want[i].Key || got[i].ID != want[i].ID || got[i].State != want[i].State || !got[i].LastVerified.Equal(want[i].LastVerified) {
+		if got[i].Key != want[i].Key || got[i].ID != want[i].ID || got[i].State != want[i].State || !got[i].LastVerified.Equal(want[i].LastVerified) ||
+			got[i].Group != want[i].Group || got[i].Release != want[i].Release || got[i].Partial {
 			t.Errorf("brief %+v, want %+v", got[i], want[i])
 		}
 	}
+}
+
+// oldBrief is a brief as hubs before briefsFormat 2 wrote it: no format,
+// group or release.
+type oldBrief struct {
+	ID           string `cbor:"1,keyasint"`
+	State        string `cbor:"2,keyasint"`
+	LastVerified int64  `cbor:"3,keyasint,omitempty"`
+}
+
+// TestBriefsOldFormat checks that briefs written before they held group
+// and release are never read as "no group, no release": a store whose
+// briefs bucket predates format 2 gets it rebuilt at open, and a brief in
+// the old form written into an upgraded store (by an older hub) comes
+// back Partial.
+func TestBriefsOldFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := fullDevice("default/a"), fullDevice("default/b")
+	a.Group, a.Release = "edge", "1.2"
+	b.Group, b.Release, b.State = "lab", "", Trusted
+	for _, d := range []*Device{a, b} {
+		if err := st.Save(d, nil, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// putOld writes the old form of every device's brief; withMarker
+	// keeps the store's mark of format 2 (an older hub wrote into an
+	// upgraded store), else it is removed (a store as older hubs left it).
+	putOld := func(withMarker bool) {
+		t.Helper()
+		err := st.db.Update(func(tx *bolt.Tx) error {
+			for _, d := range []*Device{a, b} {
+				v, err := devEnc.Marshal(&oldBrief{ID: d.ID, State: d.State, LastVerified: d.LastVerified.UnixNano()})
+				if err != nil {
+					return err
+				}
+				if err := tx.Bucket(bBriefs).Put([]byte(d.Key), v); err != nil {
+					return err
+				}
+			}
+			if withMarker {
+				return nil
+			}
+			return tx.DeleteBucket(bMeta)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	reopen := func() {
+		t.Helper()
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if st, err = OpenBolt(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(name string, partial bool) {
+		t.Helper()
+		got, err := st.Briefs()
+		if err != nil || len(got) != 2 {
+			t.Fatalf("%s: briefs %+v, %v", name, got, err)
+		}
+		for i, d := range []*Device{a, b} {
+			g := got[i]
+			if g.Key != d.Key || g.ID != d.ID || g.State != d.State || !g.LastVerified.Equal(d.LastVerified) || g.Partial != partial {
+				t.Errorf("%s: brief %+v of %s", name, g, d.Key)
+			}
+			if !partial && (g.Group != d.Group || g.Release != d.Release) {
+				t.Errorf("%s: brief %+v, want group %q release %q", name, g, d.Group, d.Release)
+			}
+		}
+	}
+	tests := []struct {
+		name       string
+		withMarker bool
+		partial    bool
+	}{
+		{"store with old briefs, rebuilt at open", false, false},
+		{"old briefs written into an upgraded store", true, true},
+	}
+	for _, tc := range tests {
+		putOld(tc.withMarker)
+		reopen()
+		check(tc.name, tc.partial)
+	}
+	// The next save of each device writes its brief in the current form.
+	for _, d := range []*Device{a, b} {
+		if err := st.Save(d, nil, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("saved again", false)
+	st.Close()
 }
