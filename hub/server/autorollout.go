@@ -19,13 +19,15 @@ import (
 // standing so that a report costs a map update, not a scan of the fleet.
 
 // rolloutTally is the standing of every device, by group, for the hub's
-// automatic release transitions. It is built from the store once (at the
-// first write of a device whose group has an approved or rolling-out
-// release, after every start) and then kept by noteRollout.
+// automatic release transitions. It is built at Start, from the devices'
+// briefs (store.Bolt.Briefs: key, group, release and state, ≈ 100 bytes
+// a device) before the hub takes any message, and then kept by
+// noteRollout. It was built from every whole device record at the first
+// write of a group with an approved or rolling-out release, with every
+// device write waiting: seconds at 100,000 devices.
 type rolloutTally struct {
 	// mu is taken before relMu, never after it.
 	mu     sync.Mutex
-	built  bool
 	devs   map[string]standing // by device key
 	groups map[string]*groupTally
 }
@@ -51,16 +53,16 @@ type groupTally struct {
 // count. STALE devices (no verified evidence for StaleAfter) count only
 // with Config.ReleaseWaitStale, and then as reporting the release of
 // their last verified record (STALE follows TRUSTED only).
-func (s *Server) standingOf(d *store.Device) standing {
-	st := standing{group: d.Group, release: d.Release, state: d.State}
-	switch d.State {
+func (s *Server) standingOf(group, release, state string) standing {
+	st := standing{group: group, release: release, state: state}
+	switch state {
 	case store.Trusted:
-		st.counted, st.reporting = true, d.Release != ""
+		st.counted, st.reporting = true, release != ""
 	case store.Untrusted:
 		st.counted = true
 	case store.Stale:
 		st.counted = s.cfg.ReleaseWaitStale
-		st.reporting = st.counted && d.Release != ""
+		st.reporting = st.counted && release != ""
 	}
 	return st
 }
@@ -97,21 +99,28 @@ func (t *rolloutTally) of(group, version string) rollout.Tally {
 	return rollout.Tally{Reporting: r, Holding: g.counted - r, NotCounted: g.total - g.counted}
 }
 
-// build reads every device from the store. Callers hold t.mu, so every
-// device write whose noteRollout comes later applies on top of what the
-// scan read (a device's writes and their notes run in its worker, in
-// order).
-func (s *Server) buildTally() error {
+// buildTally makes the tally from every device's brief, read from the
+// store at Start before any worker can write a device, so every device
+// write (and its noteRollout) applies on top of it. A Partial brief
+// (written by a hub that kept no group and release in briefs) is not
+// taken as "no group, no release": the device's record is read instead.
+func (s *Server) buildTally(briefs []store.DeviceBrief) error {
 	t := &s.rel.track
-	devs, err := s.st.Devices()
-	if err != nil {
-		return fmt.Errorf("server: rollout tally: %w", err)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.devs, t.groups = make(map[string]standing, len(briefs)), map[string]*groupTally{}
+	for i := range briefs {
+		b := &briefs[i]
+		group, release, state := b.Group, b.Release, b.State
+		if b.Partial {
+			d, err := s.st.Device(b.Key)
+			if err != nil {
+				return fmt.Errorf("server: rollout tally: device %s: %w", b.Key, err)
+			}
+			group, release, state = d.Group, d.Release, d.State
+		}
+		t.put(b.Key, s.standingOf(group, release, state))
 	}
-	t.devs, t.groups = make(map[string]standing, len(devs)), map[string]*groupTally{}
-	for i := range devs {
-		t.put(devs[i].Key, s.standingOf(&devs[i]))
-	}
-	t.built = true
 	return nil
 }
 
@@ -139,17 +148,8 @@ func (s *Server) noteRollout(d *store.Device) {
 	t := &s.rel.track
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.built {
-		if len(vs) == 0 {
-			return // nothing to advance, and nothing tallied yet
-		}
-		if err := s.buildTally(); err != nil {
-			s.log.Error("rollout tally", "err", err)
-			return
-		}
-	}
 	old, had := t.devs[d.Key]
-	t.put(d.Key, s.standingOf(d))
+	t.put(d.Key, s.standingOf(d.Group, d.Release, d.State))
 	s.advanceGroup(d.Group, d.Key, vs)
 	if had && old.group != d.Group {
 		s.advanceGroup(old.group, d.Key, s.advancing(old.group))

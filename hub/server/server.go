@@ -208,6 +208,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	for _, d := range devs {
 		s.stale.note(d.Key, d.ID, d.State, d.LastVerified)
 	}
+	if err := s.buildTally(devs); err != nil { // autorollout.go
+		s.Close()
+		return nil, err
+	}
 	sub := protocol.Prefix + "/dt/" + cfg.Fleet + "/+/+"
 	// The link is set before the first message can arrive: a worker may
 	// answer it at once.
@@ -502,8 +506,9 @@ func (s *Server) device(key string) (*store.Device, error) {
 	return d, nil
 }
 
-// briefs lists the devices for the staleness index at start, decoding only
-// the fields it needs when the store can (store.Bolt.Briefs).
+// briefs lists the devices for the staleness index and the rollout tally
+// at start, decoding only the fields they need when the store can
+// (store.Bolt.Briefs).
 func (s *Server) briefs() ([]store.DeviceBrief, error) {
 	if b, ok := s.st.(interface {
 		Briefs() ([]store.DeviceBrief, error)
@@ -513,7 +518,7 @@ func (s *Server) briefs() ([]store.DeviceBrief, error) {
 	devs, err := s.st.Devices()
 	out := make([]store.DeviceBrief, len(devs))
 	for i, d := range devs {
-		out[i] = store.DeviceBrief{Key: d.Key, ID: d.ID, State: d.State, LastVerified: d.LastVerified}
+		out[i] = store.DeviceBrief{Key: d.Key, ID: d.ID, State: d.State, LastVerified: d.LastVerified, Group: d.Group, Release: d.Release}
 	}
 	return out, err
 }
