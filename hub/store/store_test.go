@@ -75,7 +75,7 @@ func TestDeviceRecordEncoding(t *testing.T) {
 		t.Fatalf("briefs: %v %d", err, len(briefs))
 	}
 	for _, b := range briefs {
-		if b.State != Untrusted || !b.LastVerified.Equal(want.LastVerified) || b.ID != "d1" {
+		if b.State != Untrusted || !b.LastVerified.Equal(want.LastVerified) || b.ID != "d1" || b.Group != "g" || b.Release != "r1" || b.Partial {
 			t.Errorf("brief %+v", b)
 		}
 	}
