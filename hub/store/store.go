@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -199,6 +201,9 @@ type Bolt struct {
 	closeMu   sync.RWMutex
 	closed    bool
 	committed sync.WaitGroup
+	// commits and grouped count transactions and the writes they
+	// carried (their ratio is the group size: TestGroupCommitOneCPU).
+	commits, grouped atomic.Uint64
 }
 
 type commitReq struct {
@@ -221,6 +226,12 @@ func (e *batchErr) Error() string { return e.err.Error() }
 func (s *Bolt) committer() {
 	defer s.committed.Done()
 	for r := range s.reqs {
+		// Let the writers that are runnable now queue their writes
+		// first: with one P (a one-core hub, GOMAXPROCS=1) they cannot
+		// run while the committer does, nor, for a while, while it
+		// waits in fdatasync, so without this every group was one
+		// write (≈ 1.1 per commit measured, one fsync per record).
+		runtime.Gosched()
 		group := []commitReq{r}
 	drain:
 		for len(group) < maxGroup {
@@ -251,12 +262,14 @@ func (s *Bolt) runGroup(group []commitReq) {
 			}
 			return nil
 		})
+		s.commits.Add(1)
 		var be *batchErr
 		if errors.As(err, &be) {
 			group[be.i].done <- be.err
 			group = append(group[:be.i:be.i], group[be.i+1:]...)
 			continue
 		}
+		s.grouped.Add(uint64(len(group)))
 		for _, r := range group {
 			r.done <- err
 		}
