@@ -31,6 +31,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ratatouille/rat/hub/server"
 	"github.com/ratatouille/rat/hub/store"
 	"github.com/ratatouille/rat/hub/verifier"
@@ -44,6 +46,7 @@ type options struct {
 	Hub                           string // child | inproc
 	HubProfile, HubArgs           string
 	HubMemProfile                 string
+	HubCPUs                       string // "" (not pinned) or a CPU list for the hub child (and Mosquitto); the generator takes the others
 	Timeout                       time.Duration
 	Out                           io.Writer
 }
@@ -65,6 +68,7 @@ func main() {
 	flag.StringVar(&o.Hub, "hub", "child", "child (the hub runs as a child process, so its CPU is measured apart) or inproc")
 	flag.StringVar(&o.HubProfile, "hub-cpuprofile", "", "write the hub's CPU profile of the run phase to this file")
 	flag.StringVar(&o.HubMemProfile, "hub-memprofile", "", "write the hub's heap profile (allocations of the run phase: go tool pprof -sample_index=alloc_space) to this file")
+	flag.StringVar(&o.HubCPUs, "hub-cpus", "", "pin the hub child (and Mosquitto) to these CPUs (e.g. 1 or 2-3) and the generator to the others, so the hub's rate is that of dedicated cores")
 	flag.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up the run phase after this long")
 	flag.Parse()
 	o.Out = os.Stdout
@@ -82,6 +86,9 @@ func main() {
 func report(w io.Writer, o options, r *result, g genCost) {
 	fmt.Fprintf(w, "rat-loadgen: %d devices × %d records (%d IMA entries/record), broker %s, hub %s, %s, GOMAXPROCS %d, %d CPUs\n",
 		o.Devices, o.Records, o.Delta, r.Broker, o.Hub, r.Mode, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	if o.HubCPUs != "" {
+		fmt.Fprintf(w, "CPUs: hub%s on %s, generator on the others (sched_setaffinity)\n", map[bool]string{true: " and Mosquitto", false: ""}[o.Broker == "mosquitto"], o.HubCPUs)
+	}
 	fmt.Fprintf(w, "pre-generation: %d records (%d IMA entries, %d bytes, %.0f B/record) in %s: simulator+EK+AK %s, enrollment %s, quotes %s (%.2f ms/quote)\n",
 		g.Records, g.IMAEntries, g.Bytes, float64(g.Bytes)/float64(max(g.Records, 1)), g.Wall.Round(time.Millisecond),
 		g.SimSetup.Round(time.Millisecond), g.Enroll.Round(time.Millisecond), g.Quote.Round(time.Millisecond),
@@ -156,6 +163,9 @@ func run(o options) (*result, genCost, error) {
 	var hubPID int
 	switch o.Hub {
 	case "inproc":
+		if o.HubCPUs != "" {
+			return nil, genCost{}, errors.New("-hub-cpus needs -hub child")
+		}
 		st, err := store.OpenBolt(filepath.Join(dir, "hub.db"))
 		if err != nil {
 			return nil, genCost{}, err
@@ -171,12 +181,34 @@ func run(o options) (*result, genCost, error) {
 		}
 		url = s.BrokerURL()
 	case "child":
-		u, pid, stop, err := startChildHub(dir, external, o.HubProfile, o.HubMemProfile)
+		u, pid, stop, err := startChildHub(dir, external, o.HubProfile, o.HubMemProfile, o.HubCPUs)
 		if err != nil {
 			return nil, genCost{}, err
 		}
 		defer stop()
 		url, hubPID = u, pid
+		if o.HubCPUs != "" {
+			cpus, err := parseCPUs(o.HubCPUs)
+			if err != nil {
+				return nil, genCost{}, err
+			}
+			rest := otherCPUs(cpus)
+			if len(rest) == 0 {
+				return nil, genCost{}, fmt.Errorf("-hub-cpus %s leaves no CPU for the generator", o.HubCPUs)
+			}
+			if err := pinSelf(rest); err != nil {
+				return nil, genCost{}, err
+			}
+			if brokerPID != 0 {
+				var set unix.CPUSet
+				for _, c := range cpus {
+					set.Set(c)
+				}
+				if err := unix.SchedSetaffinity(brokerPID, &set); err != nil {
+					return nil, genCost{}, fmt.Errorf("pin mosquitto: %w", err)
+				}
+			}
+		}
 	default:
 		return nil, genCost{}, fmt.Errorf("unknown hub mode %q", o.Hub)
 	}
@@ -237,8 +269,18 @@ func hubMain(args []string) error {
 	external := fs.String("mqtt", "", "external broker")
 	prof := fs.String("cpuprofile", "", "CPU profile file")
 	memProf := fs.String("memprofile", "", "heap profile file (allocations between start and stop)")
+	cpuList := fs.String("cpus", "", "pin the hub to these CPUs")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuList != "" {
+		cpus, err := parseCPUs(*cpuList)
+		if err != nil {
+			return err
+		}
+		if err := pinSelf(cpus); err != nil {
+			return err
+		}
 	}
 	st, err := store.OpenBolt(filepath.Join(*dir, "hub.db"))
 	if err != nil {
@@ -332,7 +374,7 @@ func signalProfile(dir, what string) error {
 	return nil
 }
 
-func startChildHub(dir, external, profile, memProfile string) (string, int, func(), error) {
+func startChildHub(dir, external, profile, memProfile, cpus string) (string, int, func(), error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", 0, nil, err
@@ -346,6 +388,9 @@ func startChildHub(dir, external, profile, memProfile string) (string, int, func
 	}
 	if memProfile != "" {
 		args = append(args, "-memprofile", memProfile)
+	}
+	if cpus != "" {
+		args = append(args, "-cpus", cpus)
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr

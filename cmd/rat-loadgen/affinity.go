@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// parseCPUs reads a CPU list such as "1", "0,1" or "2-3".
+func parseCPUs(s string) ([]int, error) {
+	var cpus []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, fmt.Errorf("cpu list %q: %w", s, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil {
+				return nil, fmt.Errorf("cpu list %q: %w", s, err)
+			}
+		}
+		if a < 0 || b < a || b >= runtime.NumCPU() {
+			return nil, fmt.Errorf("cpu list %q: CPUs are 0..%d", s, runtime.NumCPU()-1)
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus, nil
+}
+
+// pinSelf binds every thread of this process to cpus and sets GOMAXPROCS
+// to their number, so the hub and the generator do not share cores and the
+// hub's rate is that of the cores it was given. Threads the runtime starts
+// later inherit the binding from the thread that starts them.
+func pinSelf(cpus []int) error {
+	var set unix.CPUSet
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return fmt.Errorf("pin to cpus %v: %w", cpus, err)
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+			return fmt.Errorf("pin thread %d to cpus %v: %w", tid, cpus, err)
+		}
+	}
+	runtime.GOMAXPROCS(len(cpus))
+	return nil
+}
+
+// otherCPUs is every CPU not in cpus.
+func otherCPUs(cpus []int) []int {
+	in := map[int]bool{}
+	for _, c := range cpus {
+		in[c] = true
+	}
+	var rest []int
+	for c := 0; c < runtime.NumCPU(); c++ {
+		if !in[c] {
+			rest = append(rest, c)
+		}
+	}
+	return rest
+}
