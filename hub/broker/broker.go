@@ -108,10 +108,10 @@ func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte))
 }
 
 // Publish sends payload on topic as the hub (the inline client, which the
-// ACL does not restrict), not retained, at QoS 1 to subscribers that asked
-// for QoS 1.
-func (b *Broker) Publish(topic string, payload []byte) error {
-	if err := b.srv.Publish(topic, payload, false, 1); err != nil {
+// ACL does not restrict), not retained, at qos (0 or 1; a subscriber gets
+// the lower of it and its own).
+func (b *Broker) Publish(topic string, payload []byte, qos byte) error {
+	if err := b.srv.Publish(topic, payload, false, qos); err != nil {
 		return fmt.Errorf("broker: publish %s: %w", topic, err)
 	}
 	return nil

@@ -132,15 +132,19 @@ func TestInline(t *testing.T) {
 	if tok := c2.Subscribe(protocol.DownTopic("f1", "edge-1", "+"), 1, func(_ paho.Client, m paho.Message) { down <- m }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
-	if err := b.Publish(protocol.DownTopic("f1", "edge-1", "ack"), []byte("ok")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case m := <-down:
-		if m.Topic() != protocol.DownTopic("f1", "edge-1", "ack") || string(m.Payload()) != "ok" || m.Qos() != 1 {
-			t.Fatalf("device got %s %q qos %d", m.Topic(), m.Payload(), m.Qos())
+	// The device subscribed at QoS 1 and gets each message at the QoS the
+	// hub published it with.
+	for _, qos := range []byte{1, 0} {
+		if err := b.Publish(protocol.DownTopic("f1", "edge-1", "ack"), []byte("ok"), qos); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the device got nothing")
+		select {
+		case m := <-down:
+			if m.Topic() != protocol.DownTopic("f1", "edge-1", "ack") || string(m.Payload()) != "ok" || m.Qos() != qos {
+				t.Fatalf("device got %s %q qos %d, want qos %d", m.Topic(), m.Payload(), m.Qos(), qos)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the device got nothing")
+		}
 	}
 }

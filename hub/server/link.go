@@ -12,9 +12,9 @@ import (
 )
 
 // link is the hub's connection to the broker: publish sends a message to
-// a device at QoS 1 (wait: until the broker has taken it, bounded).
+// a device at qos (wait: until the broker has taken it, bounded; QoS 1).
 type link interface {
-	publish(topic string, payload []byte, wait bool) error
+	publish(topic string, payload []byte, qos byte, wait bool) error
 	close()
 }
 
@@ -22,8 +22,8 @@ type link interface {
 // the broker in this goroutine, with no MQTT encoding and no TCP.
 type inlineLink struct{ b *broker.Broker }
 
-func (l inlineLink) publish(topic string, payload []byte, _ bool) error {
-	return l.b.Publish(topic, payload)
+func (l inlineLink) publish(topic string, payload []byte, qos byte, _ bool) error {
+	return l.b.Publish(topic, payload, qos)
 }
 
 func (inlineLink) close() {}
@@ -70,8 +70,8 @@ func (l *pahoLink) connect() error {
 	}
 }
 
-func (l *pahoLink) publish(topic string, payload []byte, wait bool) error {
-	t := l.c.Publish(topic, 1, false, payload)
+func (l *pahoLink) publish(topic string, payload []byte, qos byte, wait bool) error {
+	t := l.c.Publish(topic, qos, false, payload)
 	if !wait {
 		return nil // not waited for: a device resends what the hub does not answer
 	}

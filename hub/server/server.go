@@ -229,10 +229,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	if testHookLink != nil {
+		s.link = testHookLink(s.link)
+	}
 	s.wg.Add(1)
 	go s.staleLoop()
 	return s, nil
 }
+
+// testHookLink, set by tests before Start, wraps the hub's broker link (to
+// lose replies in transit).
+var testHookLink func(link) link
 
 // BrokerURL is the broker devices should use (the embedded one's address;
 // its TLS listener when it has one).
@@ -298,13 +305,29 @@ func (s *Server) worker(q chan msg) {
 	}
 }
 
+// replyQoS is the MQTT QoS of a reply of this kind. Acks go at QoS 0: an
+// ack only tells the agent what the hub has already made durable, and an
+// agent that misses one loses nothing, because it keeps every record in its
+// outbox until an ack covers it and republishes what is unacknowledged on
+// reconnect or after 5 s without progress, and the hub answers a duplicate
+// with the same ack. So QoS 1 would buy a retransmission the protocol
+// already has, at the cost of the device's PUBACK and the broker's in-flight
+// tracking on every record. Enrollment replies and commands stay QoS 1: an
+// agent does not resend what they answer on its own schedule.
+func replyQoS(kind string) byte {
+	if kind == protocol.KindAck {
+		return 0
+	}
+	return 1
+}
+
 func (s *Server) publish(fleet, device, kind string, m any) {
 	b, err := protocol.Marshal(m)
 	if err != nil {
 		s.log.Error("encode reply", "err", err)
 		return
 	}
-	if err := s.link.publish(protocol.DownTopic(fleet, device, kind), b, false); err != nil {
+	if err := s.link.publish(protocol.DownTopic(fleet, device, kind), b, replyQoS(kind), false); err != nil {
 		s.log.Warn("publish reply", "device", device, "kind", kind, "err", err)
 	}
 }
@@ -440,7 +463,7 @@ func (s *Server) commandDevice(_ context.Context, e revoke.Event) error {
 	if err != nil {
 		return err
 	}
-	return s.link.publish(protocol.DownTopic(e.Fleet, e.Device, protocol.KindCommand), b, true)
+	return s.link.publish(protocol.DownTopic(e.Fleet, e.Device, protocol.KindCommand), b, 1, true)
 }
 
 func (s *Server) auditAction(e revoke.Event, action string, attempt int, err error) {

@@ -1,0 +1,133 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ratatouille/rat/device/agent"
+	"github.com/ratatouille/rat/device/imasrc"
+	"github.com/ratatouille/rat/evidence/protocol"
+	"github.com/ratatouille/rat/hub/store"
+	"github.com/ratatouille/rat/hub/verifier"
+)
+
+// TestReplyQoS pins which replies travel at QoS 0, so may be lost: only
+// acks (TestAgentLostAcks shows an agent loses nothing when they are).
+func TestReplyQoS(t *testing.T) {
+	for _, tc := range []struct {
+		kind string
+		qos  byte
+	}{
+		{protocol.KindAck, 0},
+		{protocol.KindChallenge, 1},
+		{protocol.KindEnrolled, 1},
+		{protocol.KindCommand, 1},
+		{protocol.KindTokenResp, 1},
+	} {
+		if got := replyQoS(tc.kind); got != tc.qos {
+			t.Errorf("%s replies at QoS %d, want %d", tc.kind, got, tc.qos)
+		}
+	}
+}
+
+// dropAcks loses every ack while drop is set, as a QoS 0 message to a
+// device whose connection hiccups is lost.
+type dropAcks struct {
+	link
+	drop    atomic.Bool
+	dropped atomic.Int64
+}
+
+func (l *dropAcks) publish(topic string, payload []byte, qos byte, wait bool) error {
+	if l.drop.Load() && strings.HasSuffix(topic, "/"+protocol.KindAck) {
+		l.dropped.Add(1)
+		return nil
+	}
+	return l.link.publish(topic, payload, qos, wait)
+}
+
+// TestAgentLostAcks: the hub verifies and stores a device's records but
+// every ack is lost, until the agent's window of unacknowledged records is
+// full and it stops publishing. Once acks get through again, the agent
+// republishes what is unacknowledged (after 5 s without progress), the hub
+// answers the duplicates with acks, and the outbox drains: nothing is lost
+// and nothing is counted twice.
+func TestAgentLostAcks(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.OpenBolt(filepath.Join(dir, "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	lossy := &dropAcks{}
+	testHookLink = func(l link) link { lossy.link = l; return lossy }
+	defer func() { testHookLink = nil }()
+	s, err := Start(context.Background(), Config{Store: st, Verifier: verifier.Config{AllowTOFUUnsafe: true}, EmbeddedAddr: "127.0.0.1:0",
+		AllowUnsignedPoliciesUnsafe: true, StaleAfter: time.Hour, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sb := newSimBoot(t, dir)
+	const window = 4
+	a, err := agent.New(agent.Config{DeviceID: "lossy", Fleet: "default", Group: "g", Broker: s.BrokerURL(), TPM: sb.tp,
+		IMA: imasrc.NewFile(sb.log), Outbox: sb.ob, BootID: func() (string, error) { return "b", nil }, Baseline: true,
+		Poll: 20 * time.Millisecond, Heartbeat: 50 * time.Millisecond, Window: window, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	key := "default/lossy"
+	d := waitState(t, st, key, store.Trusted, 10*time.Second)
+
+	lossy.drop.Store(true)
+	lost := d.NextSeq - 1 // the last record acknowledged
+	deadline := time.Now().Add(10 * time.Second)
+	for lossy.dropped.Load() < window && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if lossy.dropped.Load() < window {
+		t.Fatalf("%d acks lost, want the agent's whole window (%d)", lossy.dropped.Load(), window)
+	}
+	time.Sleep(300 * time.Millisecond) // the agent keeps quoting into its outbox
+	held, _ := sb.ob.Len()
+	if held <= window {
+		t.Fatalf("outbox holds %d records, want more than the window of %d", held, window)
+	}
+	d, _ = st.Device(key)
+	if got := d.NextSeq - 1 - lost; got != window {
+		t.Fatalf("hub accepted %d records while its acks were lost, want the window (%d): the agent published past it", got, window)
+	}
+	dups := s.Metrics.Duplicates.Load()
+
+	lossy.drop.Store(false)
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		d, _ = st.Device(key)
+		n, _ := sb.ob.Len()
+		if d.NextSeq-1 >= lost+uint64(held)+2 && n <= window {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the acks came back: hub at seq %d (want ≥ %d), outbox holds %d", d.NextSeq-1, lost+uint64(held)+2, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s.Metrics.Duplicates.Load() == dups {
+		t.Error("the agent did not republish the records whose acks were lost")
+	}
+	if d.State != store.Trusted {
+		t.Errorf("state %s (%s), want TRUSTED", d.State, d.Reason)
+	}
+}
