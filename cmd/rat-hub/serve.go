@@ -80,6 +80,7 @@ func serve(args []string) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	server.SetGCDefaults(log)
 	if err := os.MkdirAll(*data, 0o700); err != nil {
 		log.Error("data directory", "err", err)
 		return 1

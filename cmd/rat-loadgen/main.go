@@ -282,6 +282,7 @@ func hubMain(args []string) error {
 			return err
 		}
 	}
+	server.SetGCDefaults(nil) // as rat-hub serve does
 	st, err := store.OpenBolt(filepath.Join(*dir, "hub.db"))
 	if err != nil {
 		return err
