@@ -36,6 +36,14 @@ echo "== hub end to end: embedded broker, closed loop"
 "$bin/rat-loadgen" -devices "$DEVICES" -records "$RECORDS" -broker embedded 2> >(quiet) || true
 echo "== hub end to end: Mosquitto, closed loop"
 "$bin/rat-loadgen" -devices "$DEVICES" -records "$RECORDS" -broker mosquitto 2> >(quiet) || true
+if [ "$(nproc)" -ge 2 ]; then
+  # The hub's rate per dedicated core: hub on the last CPU, generator on the others.
+  last=$(( $(nproc) - 1 ))
+  echo "== hub end to end, hub pinned to CPU $last: embedded broker, closed loop"
+  "$bin/rat-loadgen" -devices "$DEVICES" -records "$RECORDS" -broker embedded -hub-cpus "$last" 2> >(quiet) || true
+  echo "== hub end to end, hub and Mosquitto pinned to CPU $last: Mosquitto, closed loop"
+  "$bin/rat-loadgen" -devices "$DEVICES" -records "$RECORDS" -broker mosquitto -hub-cpus "$last" 2> >(quiet) || true
+fi
 echo "== hub end to end: embedded broker, open loop at 300 records/s (latency below saturation)"
 "$bin/rat-loadgen" -devices 200 -records "$RECORDS" -rate 300 -broker embedded 2> >(quiet) || true
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -35,6 +36,38 @@ func parseCPUs(s string) ([]int, error) {
 	return cpus, nil
 }
 
+// pinned undoes pinSelf: it returns a function that puts every thread of
+// this process back on the CPUs it had, and GOMAXPROCS back.
+func pinned() (restore func(), err error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("read cpu affinity: %w", err)
+	}
+	procs := runtime.GOMAXPROCS(0)
+	return func() {
+		_ = setAll(&set)
+		runtime.GOMAXPROCS(procs)
+	}, nil
+}
+
+func setAll(set *unix.CPUSet) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		// A thread may have exited since the directory was read.
+		if err := unix.SchedSetaffinity(tid, set); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+	}
+	return nil
+}
+
 // pinSelf binds every thread of this process to cpus and sets GOMAXPROCS
 // to their number, so the hub and the generator do not share cores and the
 // hub's rate is that of the cores it was given. Threads the runtime starts
@@ -44,18 +77,8 @@ func pinSelf(cpus []int) error {
 	for _, c := range cpus {
 		set.Set(c)
 	}
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
+	if err := setAll(&set); err != nil {
 		return fmt.Errorf("pin to cpus %v: %w", cpus, err)
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil {
-			return fmt.Errorf("pin thread %d to cpus %v: %w", tid, cpus, err)
-		}
 	}
 	runtime.GOMAXPROCS(len(cpus))
 	return nil

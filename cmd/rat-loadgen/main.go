@@ -196,6 +196,11 @@ func run(o options) (*result, genCost, error) {
 			if len(rest) == 0 {
 				return nil, genCost{}, fmt.Errorf("-hub-cpus %s leaves no CPU for the generator", o.HubCPUs)
 			}
+			restore, err := pinned()
+			if err != nil {
+				return nil, genCost{}, err
+			}
+			defer restore()
 			if err := pinSelf(rest); err != nil {
 				return nil, genCost{}, err
 			}

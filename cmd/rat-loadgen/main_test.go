@@ -1,11 +1,27 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
+
+// TestMain lets the test binary be the hub child, as the rat-loadgen binary
+// is (-hub child runs os.Executable() hub ...).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "hub" {
+		if err := hubMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "hub:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestSmoke is the CI-sized run of the harness (make bench runs the full
 // one): a few devices, each enrolled with its own simulator EK/AK, publish
@@ -17,10 +33,13 @@ func TestSmoke(t *testing.T) {
 		name   string
 		broker string
 		rate   int
+		hub    string
+		cpus   string
 	}{
-		{"embedded broker, closed loop", "embedded", 0},
-		{"embedded broker, open loop", "embedded", 200},
-		{"mosquitto, closed loop", "mosquitto", 0},
+		{"embedded broker, closed loop", "embedded", 0, "inproc", ""},
+		{"embedded broker, open loop", "embedded", 200, "inproc", ""},
+		{"mosquitto, closed loop", "mosquitto", 0, "inproc", ""},
+		{"hub child pinned to the last CPU", "embedded", 0, "child", fmt.Sprint(runtime.NumCPU() - 1)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -32,8 +51,15 @@ func TestSmoke(t *testing.T) {
 					t.Skip("mosquitto not installed")
 				}
 			}
-			o := options{Devices: 3, Records: 8, Delta: 2, Rate: tc.rate, Broker: tc.broker, Hub: "inproc", Timeout: time.Minute}
+			if tc.cpus != "" && runtime.NumCPU() < 2 {
+				t.Skip("pinning needs two CPUs")
+			}
+			procs := runtime.GOMAXPROCS(0)
+			o := options{Devices: 3, Records: 8, Delta: 2, Rate: tc.rate, Broker: tc.broker, Hub: tc.hub, HubCPUs: tc.cpus, Timeout: time.Minute}
 			r, cost, err := run(o)
+			if got := runtime.GOMAXPROCS(0); got != procs {
+				t.Errorf("GOMAXPROCS %d after the run, was %d: the generator stayed pinned", got, procs)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -47,6 +73,35 @@ func TestSmoke(t *testing.T) {
 				t.Fatalf("%d of %d acks TRUSTED (%s)", r.Trusted, r.Sent, r.FirstProblem)
 			}
 		})
+	}
+}
+
+func TestParseCPUs(t *testing.T) {
+	n := runtime.NumCPU()
+	for _, tc := range []struct {
+		in   string
+		want []int
+	}{
+		{"0", []int{0}},
+		{fmt.Sprintf("0-%d", n-1), nil}, // every CPU: checked below
+		{"x", nil},
+		{"-1", nil},
+		{fmt.Sprint(n), nil},
+		{"1-0", nil},
+	} {
+		got, err := parseCPUs(tc.in)
+		switch {
+		case tc.in == fmt.Sprintf("0-%d", n-1):
+			if err != nil || len(got) != n || len(otherCPUs(got)) != 0 {
+				t.Errorf("parseCPUs(%q) = %v, %v; want all %d CPUs", tc.in, got, err, n)
+			}
+		case tc.want == nil:
+			if err == nil {
+				t.Errorf("parseCPUs(%q) = %v, want an error", tc.in, got)
+			}
+		case err != nil || !slices.Equal(got, tc.want):
+			t.Errorf("parseCPUs(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
 	}
 }
 
