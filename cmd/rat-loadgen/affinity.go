@@ -73,15 +73,20 @@ func setAll(set *unix.CPUSet) error {
 // hub's rate is that of the cores it was given. Threads the runtime starts
 // later inherit the binding from the thread that starts them.
 func pinSelf(cpus []int) error {
-	var set unix.CPUSet
-	for _, c := range cpus {
-		set.Set(c)
-	}
+	set := cpuSet(cpus)
 	if err := setAll(&set); err != nil {
 		return fmt.Errorf("pin to cpus %v: %w", cpus, err)
 	}
 	runtime.GOMAXPROCS(len(cpus))
 	return nil
+}
+
+func cpuSet(cpus []int) unix.CPUSet {
+	var set unix.CPUSet
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	return set
 }
 
 // otherCPUs is every CPU not in cpus.

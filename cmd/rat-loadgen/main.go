@@ -181,21 +181,22 @@ func run(o options) (*result, genCost, error) {
 		}
 		url = s.BrokerURL()
 	case "child":
+		var cpus, rest []int
+		if o.HubCPUs != "" {
+			if cpus, err = parseCPUs(o.HubCPUs); err != nil {
+				return nil, genCost{}, err
+			}
+			if rest = otherCPUs(cpus); len(rest) == 0 {
+				return nil, genCost{}, fmt.Errorf("-hub-cpus %s leaves no CPU for the generator", o.HubCPUs)
+			}
+		}
 		u, pid, stop, err := startChildHub(dir, external, o.HubProfile, o.HubMemProfile, o.HubCPUs)
 		if err != nil {
 			return nil, genCost{}, err
 		}
 		defer stop()
 		url, hubPID = u, pid
-		if o.HubCPUs != "" {
-			cpus, err := parseCPUs(o.HubCPUs)
-			if err != nil {
-				return nil, genCost{}, err
-			}
-			rest := otherCPUs(cpus)
-			if len(rest) == 0 {
-				return nil, genCost{}, fmt.Errorf("-hub-cpus %s leaves no CPU for the generator", o.HubCPUs)
-			}
+		if cpus != nil {
 			restore, err := pinned()
 			if err != nil {
 				return nil, genCost{}, err
@@ -205,10 +206,7 @@ func run(o options) (*result, genCost, error) {
 				return nil, genCost{}, err
 			}
 			if brokerPID != 0 {
-				var set unix.CPUSet
-				for _, c := range cpus {
-					set.Set(c)
-				}
+				set := cpuSet(cpus)
 				if err := unix.SchedSetaffinity(brokerPID, &set); err != nil {
 					return nil, genCost{}, fmt.Errorf("pin mosquitto: %w", err)
 				}

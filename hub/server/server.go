@@ -216,21 +216,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// The link is set before the first message can arrive: a worker may
 	// answer it at once.
 	if s.broker != nil {
-		s.link = inlineLink{s.broker}
+		s.link = wrapLink(inlineLink{s.broker})
 		if err := s.broker.Subscribe(sub, s.onMessage); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	} else {
 		l := newPahoLink(cfg, sub, s.onMessage, s.log)
-		s.link = l
+		s.link = wrapLink(l)
 		if err := l.connect(); err != nil {
 			s.Close()
 			return nil, err
 		}
-	}
-	if testHookLink != nil {
-		s.link = testHookLink(s.link)
 	}
 	s.wg.Add(1)
 	go s.staleLoop()
@@ -240,6 +237,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 // testHookLink, set by tests before Start, wraps the hub's broker link (to
 // lose replies in transit).
 var testHookLink func(link) link
+
+func wrapLink(l link) link {
+	if testHookLink != nil {
+		return testHookLink(l)
+	}
+	return l
+}
 
 // BrokerURL is the broker devices should use (the embedded one's address;
 // its TLS listener when it has one).
