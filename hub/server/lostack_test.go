@@ -89,7 +89,7 @@ func TestAgentLostAcks(t *testing.T) {
 	go func() { done <- a.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	key := "default/lossy"
-	d := waitState(t, st, key, store.Trusted, 10*time.Second)
+	waitState(t, st, key, store.Trusted, 10*time.Second)
 
 	lossy.drop.Store(true)
 	deadline := time.Now().Add(10 * time.Second)
@@ -106,7 +106,7 @@ func TestAgentLostAcks(t *testing.T) {
 	if held <= window {
 		t.Fatalf("outbox holds %d records, want more than the window of %d", held, window)
 	}
-	d, _ = st.Device(key)
+	d, _ := st.Device(key)
 	acked := d.NextSeq - 1 - window // the agent's last acknowledged record
 	dups := s.Metrics.Duplicates.Load()
 
