@@ -97,6 +97,7 @@ type Agent struct {
 	connected     bool
 	lastRecord    time.Time
 	lastProgress  time.Time // last ack, or first publish after one
+	answered      []byte    // IDObject of the last challenge answered
 }
 
 type event struct {
@@ -417,6 +418,15 @@ func (a *Agent) onChallenge(data []byte) {
 		a.log.Warn("bad challenge", "err", err)
 		return
 	}
+	// Answer each challenge once, and only while enrolling: a challenge
+	// comes again when the broker redelivers it (QoS 1, after a
+	// reconnect), and the hub takes one answer per challenge, so a second
+	// answer would only leave a failed activation in the device's history.
+	if a.st.Enrolled || bytes.Equal(c.IDObject, a.answered) {
+		a.log.Debug("challenge ignored (already answered, or enrolled)")
+		return
+	}
+	a.answered = c.IDObject
 	secret, err := a.ek.ActivateCredential(a.ak, c.IDObject, c.EncSecret)
 	if err != nil {
 		a.log.Error("credential activation failed", "err", err)

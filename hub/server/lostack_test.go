@@ -130,3 +130,61 @@ func TestAgentLostAcks(t *testing.T) {
 		t.Errorf("state %s (%s), want TRUSTED", d.State, d.Reason)
 	}
 }
+
+// dupChallenges delivers every challenge twice, as a QoS 1 message is
+// delivered again when the broker resends it after a reconnect.
+type dupChallenges struct{ link }
+
+func (l dupChallenges) publish(topic string, payload []byte, qos byte, wait bool) error {
+	if strings.HasSuffix(topic, "/"+protocol.KindChallenge) {
+		if err := l.link.publish(topic, payload, qos, wait); err != nil {
+			return err
+		}
+	}
+	return l.link.publish(topic, payload, qos, wait)
+}
+
+// TestAgentDuplicateChallenge: an agent answers a challenge once, however
+// often it is delivered, so a redelivered challenge leaves no failed
+// activation in the device's history.
+func TestAgentDuplicateChallenge(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.OpenBolt(filepath.Join(dir, "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	testHookLink = func(l link) link { return dupChallenges{l} }
+	defer func() { testHookLink = nil }()
+	s, err := Start(context.Background(), Config{Store: st, Verifier: verifier.Config{AllowTOFUUnsafe: true}, EmbeddedAddr: "127.0.0.1:0",
+		AllowUnsignedPoliciesUnsafe: true, StaleAfter: time.Hour, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sb := newSimBoot(t, dir)
+	a, err := agent.New(agent.Config{DeviceID: "dup", Fleet: "default", Group: "g", Broker: s.BrokerURL(), TPM: sb.tp,
+		IMA: imasrc.NewFile(sb.log), Outbox: sb.ob, BootID: func() (string, error) { return "b", nil }, Baseline: true,
+		Poll: 20 * time.Millisecond, Heartbeat: 50 * time.Millisecond, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	key := "default/dup"
+	waitState(t, st, key, store.Trusted, 10*time.Second)
+	time.Sleep(300 * time.Millisecond) // a second answer would have arrived by now
+	evs, err := st.Events(key, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Kind == "rejected" {
+			t.Errorf("history has %q (%v): the agent answered a challenge twice", e.Detail, e.Event)
+		}
+	}
+}
