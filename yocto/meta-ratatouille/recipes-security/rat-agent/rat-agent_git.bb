@@ -20,7 +20,7 @@ SRC_URI = "git://github.com/ratatouille/rat.git;protocol=https;branch=main;dests
            file://rat-agent.service \
            file://rat-agent.conf \
            "
-SRCREV = "ec5cf69ddd2320f815131e3388b2548039d4284a"
+SRCREV = "defdd22718e4b82fb8dd672dcf7f0fcfe6e7ee08"
 PV = "0.1+git"
 
 require ${BPN}-go-mods.inc
