@@ -52,6 +52,49 @@ func (l *dropAcks) publish(topic string, payload []byte, qos byte, wait bool) er
 	return l.link.publish(topic, payload, qos, wait)
 }
 
+// lossyHub is a hub whose replies pass through wrap, with one agent
+// (device id, agent window) enrolled and running against it; everything is
+// stopped when the test ends.
+type lossyHub struct {
+	st  *store.Bolt
+	s   *Server
+	sb  *simBoot
+	key string
+}
+
+func startLossyHub(t *testing.T, id string, window int, wrap func(link) link) *lossyHub {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.OpenBolt(filepath.Join(dir, "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	testHookLink = wrap
+	s, err := Start(context.Background(), Config{Store: st, Verifier: verifier.Config{AllowTOFUUnsafe: true}, EmbeddedAddr: "127.0.0.1:0",
+		AllowUnsignedPoliciesUnsafe: true, StaleAfter: time.Hour, Log: quiet})
+	testHookLink = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	sb := newSimBoot(t, dir)
+	a, err := agent.New(agent.Config{DeviceID: id, Fleet: "default", Group: "g", Broker: s.BrokerURL(), TPM: sb.tp,
+		IMA: imasrc.NewFile(sb.log), Outbox: sb.ob, BootID: func() (string, error) { return "b", nil }, Baseline: true,
+		Poll: 20 * time.Millisecond, Heartbeat: 50 * time.Millisecond, Window: window, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; a.Close() })
+	h := &lossyHub{st: st, s: s, sb: sb, key: verifier.Key("default", id)}
+	waitState(t, st, h.key, store.Trusted, 10*time.Second)
+	return h
+}
+
 // TestAgentLostAcks: the hub verifies and stores a device's records but
 // every ack is lost, until the agent's window of unacknowledged records is
 // full and it stops publishing. Once acks get through again, the agent
@@ -59,37 +102,10 @@ func (l *dropAcks) publish(topic string, payload []byte, qos byte, wait bool) er
 // answers the duplicates with acks, and the outbox drains: nothing is lost
 // and nothing is counted twice.
 func TestAgentLostAcks(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.OpenBolt(filepath.Join(dir, "hub.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	lossy := &dropAcks{}
-	testHookLink = func(l link) link { lossy.link = l; return lossy }
-	defer func() { testHookLink = nil }()
-	s, err := Start(context.Background(), Config{Store: st, Verifier: verifier.Config{AllowTOFUUnsafe: true}, EmbeddedAddr: "127.0.0.1:0",
-		AllowUnsignedPoliciesUnsafe: true, StaleAfter: time.Hour, Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	sb := newSimBoot(t, dir)
 	const window = 4
-	a, err := agent.New(agent.Config{DeviceID: "lossy", Fleet: "default", Group: "g", Broker: s.BrokerURL(), TPM: sb.tp,
-		IMA: imasrc.NewFile(sb.log), Outbox: sb.ob, BootID: func() (string, error) { return "b", nil }, Baseline: true,
-		Poll: 20 * time.Millisecond, Heartbeat: 50 * time.Millisecond, Window: window, Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	key := "default/lossy"
-	waitState(t, st, key, store.Trusted, 10*time.Second)
+	lossy := &dropAcks{}
+	h := startLossyHub(t, "lossy", window, func(l link) link { lossy.link = l; return lossy })
+	st, s, sb, key := h.st, h.s, h.sb, h.key
 
 	lossy.drop.Store(true)
 	deadline := time.Now().Add(10 * time.Second)
@@ -148,35 +164,8 @@ func (l dupChallenges) publish(topic string, payload []byte, qos byte, wait bool
 // often it is delivered, so a redelivered challenge leaves no failed
 // activation in the device's history.
 func TestAgentDuplicateChallenge(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.OpenBolt(filepath.Join(dir, "hub.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	testHookLink = func(l link) link { return dupChallenges{l} }
-	defer func() { testHookLink = nil }()
-	s, err := Start(context.Background(), Config{Store: st, Verifier: verifier.Config{AllowTOFUUnsafe: true}, EmbeddedAddr: "127.0.0.1:0",
-		AllowUnsignedPoliciesUnsafe: true, StaleAfter: time.Hour, Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	sb := newSimBoot(t, dir)
-	a, err := agent.New(agent.Config{DeviceID: "dup", Fleet: "default", Group: "g", Broker: s.BrokerURL(), TPM: sb.tp,
-		IMA: imasrc.NewFile(sb.log), Outbox: sb.ob, BootID: func() (string, error) { return "b", nil }, Baseline: true,
-		Poll: 20 * time.Millisecond, Heartbeat: 50 * time.Millisecond, Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	key := "default/dup"
-	waitState(t, st, key, store.Trusted, 10*time.Second)
+	h := startLossyHub(t, "dup", 0, func(l link) link { return dupChallenges{l} })
+	st, key := h.st, h.key
 	time.Sleep(300 * time.Millisecond) // a second answer would have arrived by now
 	evs, err := st.Events(key, 1000)
 	if err != nil {
