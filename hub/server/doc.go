@@ -16,6 +16,10 @@
 // device records (devcache.go) and the index of last verifications that
 // the once-a-second staleness check reads instead of the store (stale.go).
 //
+// Replies: acks go at QoS 0 (replyQoS says why), everything else at QoS 1.
+// SetGCDefaults (gc.go) is the Go collector's setting for a hub process.
+//
 // It imports the hub's store, verifier, broker and revoke packages,
-// ota/rollout and the evidence module; the HTTP API lives in hub/api.
+// ota/rollout, the evidence module and automemlimit (gc.go); the HTTP API
+// lives in hub/api.
 package server
