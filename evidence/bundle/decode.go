@@ -38,6 +38,8 @@ type Decoder struct {
 	// prevPCRs are the PCR values of the last quoted record, which the
 	// next delta record starts from.
 	prevPCRs map[uint16]map[int][]byte
+	// compact is what the next compact record is rebuilt from.
+	compact *compactState
 }
 
 // NewDecoder reads and checks the header element.
@@ -59,6 +61,9 @@ func NewDecoder(r io.Reader) (*Decoder, error) {
 		return nil, formatErr("header: %v", err)
 	}
 	d.header = h
+	if d.compact, err = newCompactState(h); err != nil {
+		return nil, formatErr("header: %v", err)
+	}
 	d.h.Write(b)
 	d.total = int64(len(b))
 	return d, nil
@@ -129,12 +134,18 @@ func (d *Decoder) parse(c *cmw.CMW, size int) (any, error) {
 	if c.GetKind() == cmw.KindMonad {
 		mt, _ := c.GetMonadType()
 		v, _ := c.GetMonadValue()
-		if mt == MediaRecord || mt == MediaRecordDelta {
+		if mt == MediaRecord || mt == MediaRecordDelta || mt == MediaRecordCompact {
 			if size > MaxRecord {
 				return nil, fmt.Errorf("record of %d bytes over %d", size, MaxRecord)
 			}
 			var r protocol.Evidence
-			if err := protocol.Unmarshal(v, &r); err != nil {
+			if mt == MediaRecordCompact {
+				cr, err := d.compact.expand(v)
+				if err != nil {
+					return nil, err
+				}
+				r = *cr
+			} else if err := protocol.Unmarshal(v, &r); err != nil {
 				return nil, err
 			}
 			if mt == MediaRecordDelta {
@@ -147,6 +158,7 @@ func (d *Decoder) parse(c *cmw.CMW, size int) (any, error) {
 				d.sum.Quotes++
 				d.prevPCRs = r.PCRs
 			}
+			d.compact.advance(&r)
 			return &r, nil
 		}
 		if size > MaxVerdict {
@@ -163,6 +175,7 @@ func (d *Decoder) parse(c *cmw.CMW, size int) (any, error) {
 			return nil, err
 		}
 		d.sum.Policies++
+		d.compact.policy(p.Document)
 		return p, nil
 	case TypeEnd:
 		if size > MaxEnd {

@@ -54,8 +54,21 @@ func WithSigner(s cose.Signer) EncodeOption {
 // older than delta records (MediaRecordDelta).
 func WithFullRecords() EncodeOption { return wire.WithFullRecords() }
 
-// NewEncoder writes h as the bundle's first element.
+// WithDeltaRecords writes delta records (MediaRecordDelta) where the
+// Encoder would write compact ones (MediaRecordCompact), for readers older
+// than compact records; the bundle is about five times larger.
+func WithDeltaRecords() EncodeOption { return wire.WithCompactor(nil) }
+
+// NewEncoder writes h as the bundle's first element. Records are written
+// compact (MediaRecordCompact) wherever that gives back their exact bytes,
+// else as delta or whole records; WithDeltaRecords and WithFullRecords
+// choose the older forms.
 func NewEncoder(w io.Writer, h *Header, opts ...EncodeOption) (*Encoder, error) {
+	cs, err := newCompactState(h)
+	if err != nil {
+		return nil, err
+	}
+	opts = append([]EncodeOption{wire.WithCompactor(&compactor{cs})}, opts...)
 	return wire.NewEncoder(w, h, opts...)
 }
 

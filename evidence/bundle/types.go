@@ -32,6 +32,7 @@ const (
 	MediaSPKI           = wire.MediaSPKI
 	MediaRecord         = wire.MediaRecord
 	MediaRecordDelta    = wire.MediaRecordDelta
+	MediaRecordCompact  = wire.MediaRecordCompact
 	MediaInForce        = wire.MediaInForce
 	MediaSummary        = wire.MediaSummary
 	MediaBinding        = wire.MediaBinding

@@ -33,6 +33,9 @@ type ClockInfo struct {
 type PCRSelection struct {
 	Hash uint16
 	PCRs []int
+	// Size is sizeofSelect as encoded: the bytes of the bitmap, which may
+	// extend past the highest selected PCR.
+	Size uint8
 }
 
 // Attest is a decoded TPMS_ATTEST of type quote.
@@ -127,6 +130,7 @@ func DecodeAttest(b []byte) (*Attest, error) {
 		if size > 32 {
 			return nil, fmt.Errorf("quote: TPMS_ATTEST: selection %d: sizeofSelect %d", i, size)
 		}
+		s.Size = size
 		bits := r.take(int(size))
 		for byteIdx, v := range bits {
 			for bit := 0; bit < 8; bit++ {
@@ -145,6 +149,50 @@ func DecodeAttest(b []byte) (*Attest, error) {
 		return nil, fmt.Errorf("quote: TPMS_ATTEST: %d trailing bytes", len(b)-r.off)
 	}
 	return a, nil
+}
+
+// Marshal encodes a as a TPMS_ATTEST of type quote, so that Marshal of
+// what DecodeAttest returns gives back its input for every attest a TPM
+// makes (a safe byte other than 0 or 1, which no TPM writes, comes back
+// as 0). Evidence bundles use it to leave out the parts of a quote that
+// the rest of the record determines and to rebuild the signed bytes
+// exactly; a rebuilt quote is believed only after its signature verifies.
+// It panics if a PCR index does not fit the selection's Size.
+func (a *Attest) Marshal() []byte {
+	n := 4 + 2 + 2 + len(a.QualifiedSigner) + 2 + len(a.ExtraData) + 17 + 8 + 4 + 2 + len(a.PCRDigest)
+	for _, s := range a.PCRSelections {
+		n += 3 + int(s.Size)
+	}
+	b := make([]byte, 0, n)
+	b = binary.BigEndian.AppendUint32(b, a.Magic)
+	b = binary.BigEndian.AppendUint16(b, a.Type)
+	b = appendTPM2B(b, a.QualifiedSigner)
+	b = appendTPM2B(b, a.ExtraData)
+	b = binary.BigEndian.AppendUint64(b, a.ClockInfo.Clock)
+	b = binary.BigEndian.AppendUint32(b, a.ClockInfo.ResetCount)
+	b = binary.BigEndian.AppendUint32(b, a.ClockInfo.RestartCount)
+	safe := byte(0)
+	if a.ClockInfo.Safe {
+		safe = 1
+	}
+	b = append(b, safe)
+	b = binary.BigEndian.AppendUint64(b, a.FirmwareVersion)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(a.PCRSelections)))
+	for _, s := range a.PCRSelections {
+		b = binary.BigEndian.AppendUint16(b, s.Hash)
+		b = append(b, s.Size)
+		bits := make([]byte, s.Size)
+		for _, p := range s.PCRs {
+			bits[p/8] |= 1 << (p % 8)
+		}
+		b = append(b, bits...)
+	}
+	return appendTPM2B(b, a.PCRDigest)
+}
+
+func appendTPM2B(b, v []byte) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(v)))
+	return append(b, v...)
 }
 
 // DecodeSignature decodes a TPMT_SIGNATURE (ECDSA, RSASSA or RSAPSS).

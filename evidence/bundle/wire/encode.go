@@ -44,7 +44,26 @@ type Encoder struct {
 	// values of the last quoted record written.
 	full     bool
 	prevPCRs map[uint16]map[int][]byte
+	compact  Compactor
 }
+
+// A Compactor writes records in a form smaller than a delta record that
+// needs more than wire holds: package bundle's compact records, which
+// rebuild parts of a record from the policy in force and the previous
+// quote. The Encoder tells it every policy and record, in order.
+type Compactor interface {
+	// Policy is called for each policy element written.
+	Policy(doc []byte)
+	// Record returns the media type and value of the compact element for
+	// the encoded record b (decoded as r), or a nil value to have it
+	// written as a delta or whole record. Either way the record is then
+	// the previous one for the next.
+	Record(r *protocol.Evidence, b []byte) (mediaType string, value []byte, err error)
+}
+
+// WithCompactor has records written in c's compact form where c can
+// (package bundle sets it unless WithFullRecords or WithDeltaRecords).
+func WithCompactor(c Compactor) EncodeOption { return func(e *Encoder) { e.compact = c } }
 
 // EncodeOption configures an Encoder.
 type EncodeOption func(*Encoder)
@@ -54,7 +73,7 @@ type EncodeOption func(*Encoder)
 func WithSign(sign SignFunc) EncodeOption { return func(e *Encoder) { e.sign = sign } }
 
 // WithFullRecords writes every record whole (MediaRecord), for readers
-// older than delta records (MediaRecordDelta).
+// older than delta records (MediaRecordDelta); it turns a Compactor off.
 func WithFullRecords() EncodeOption { return func(e *Encoder) { e.full = true } }
 
 // NewEncoder writes h as the bundle's first element.
@@ -201,6 +220,9 @@ func (e *Encoder) WritePolicy(p *Policy) error {
 		return err
 	}
 	e.sum.Policies++
+	if e.compact != nil && !e.full {
+		e.compact.Policy(p.Document)
+	}
 	return nil
 }
 
@@ -225,7 +247,16 @@ func (e *Encoder) WriteEncodedRecord(b []byte) error {
 		return fmt.Errorf("bundle: record: %w", err)
 	}
 	mt, v := MediaRecord, b
-	if !e.full {
+	if !e.full && e.compact != nil {
+		cmt, cv, err := e.compact.Record(&r, b)
+		if err != nil {
+			return err
+		}
+		if cv != nil {
+			mt, v = cmt, cv
+		}
+	}
+	if !e.full && mt == MediaRecord {
 		d, err := encodeDelta(e.prevPCRs, &r, b)
 		if err != nil {
 			return err

@@ -31,10 +31,15 @@ const (
 	// MediaRecordDelta is a quoted protocol.Evidence whose PCR values equal
 	// to the previous quoted record's are left out (docs/bundle-format.md).
 	MediaRecordDelta = "application/vnd.ratatouille.evidence-record-delta+cbor"
-	MediaInForce     = "application/vnd.ratatouille.policy-in-force+cbor"
-	MediaSummary     = "application/vnd.ratatouille.bundle-summary+cbor"
-	MediaBinding     = "application/vnd.ratatouille.ak-binding+cbor" // COSE content type of a Binding
-	MediaVerdict     = "application/vnd.ratatouille.verdict+cbor"
+	// MediaRecordCompact is a record with what the bundle already holds
+	// left out: IMA entries the policy in force lists, claims and quote
+	// fields derivable from the header and the previous quote (package
+	// bundle; docs/bundle-format.md).
+	MediaRecordCompact = "application/vnd.ratatouille.evidence-record-compact+cbor"
+	MediaInForce       = "application/vnd.ratatouille.policy-in-force+cbor"
+	MediaSummary       = "application/vnd.ratatouille.bundle-summary+cbor"
+	MediaBinding       = "application/vnd.ratatouille.ak-binding+cbor" // COSE content type of a Binding
+	MediaVerdict       = "application/vnd.ratatouille.verdict+cbor"
 )
 
 // Element bounds. A record is bounded by the protocol's message bound;
