@@ -187,6 +187,17 @@ func (v *Verifier) Enroll(d *store.Device, fleet, id string, m *protocol.Enroll)
 		}
 		return refuse(failure.EKCertInvalid, why)
 	}
+	// A repeated request (the agent asks again while its TPM is still
+	// activating the first challenge, or the broker redelivers it) gets
+	// the open challenge again: a new one would replace the challenge the
+	// agent is answering, and its answer would fail. The expiry stays, so
+	// repeating the request cannot keep a challenge open.
+	v.mu.Lock()
+	if p := v.pending[key]; p != nil && v.cfg.Now().Before(p.expires) && sameEnroll(&p.enroll, m) {
+		v.mu.Unlock()
+		return Outcome{ReplyKind: protocol.KindChallenge, Reply: &protocol.Challenge{IDObject: p.c.IDObject, EncSecret: p.c.EncSecret}}
+	}
+	v.mu.Unlock()
 	c, err := credential.Make(m.EKPublic, m.AKPublic)
 	if err != nil {
 		return refuse(failure.CredentialActivation, err.Error())
@@ -195,6 +206,14 @@ func (v *Verifier) Enroll(d *store.Device, fleet, id string, m *protocol.Enroll)
 	v.pending[key] = &challenge{c: c, enroll: *m, ekOK: ekOK, issuer: issuer, expires: v.cfg.Now().Add(2 * time.Minute)}
 	v.mu.Unlock()
 	return Outcome{ReplyKind: protocol.KindChallenge, Reply: &protocol.Challenge{IDObject: c.IDObject, EncSecret: c.EncSecret}}
+}
+
+// sameEnroll reports whether two enrollment requests ask for the same
+// thing (so one challenge answers both).
+func sameEnroll(a, b *protocol.Enroll) bool {
+	ab, err1 := protocol.Marshal(a)
+	bb, err2 := protocol.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ab, bb)
 }
 
 // Activate checks the answer to the challenge and, on success, records the

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-tpm-tools/simulator"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -350,6 +351,77 @@ func TestIssueNonce(t *testing.T) {
 					if n.Idx != uint64(k+1) || !bytes.Equal(n.Value, issued[k]) {
 						t.Fatalf("issue %d: nonce %d is idx %d, want %d", i, j, n.Idx, k+1)
 					}
+				}
+			}
+		})
+	}
+}
+
+// TestEnrollRepeated: an enrollment request repeated while its challenge
+// is open (the agent retries while its TPM is still activating, or the
+// broker redelivers) is answered with the same challenge, so the answer to
+// the first still enrolls the device; a different request, or one after
+// the challenge expired, gets a new challenge and the old answer fails.
+func TestEnrollRepeated(t *testing.T) {
+	sim, err := simulator.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := tpm.New(transport.FromReadWriteCloser(sim))
+	defer tp.Close()
+	ek, err := tp.CreateEK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak, err := tp.CreateAK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	v := New(Config{AllowTOFUUnsafe: true, Now: func() time.Time { return now }})
+	req := func(release string) *protocol.Enroll {
+		return &protocol.Enroll{V: protocol.Version, Group: "g", EKPublic: ek.PublicArea, AKPublic: ak.PublicArea, Release: release}
+	}
+	challenge := func(m *protocol.Enroll) *protocol.Challenge {
+		t.Helper()
+		o := v.Enroll(nil, "default", "d", m)
+		c, ok := o.Reply.(*protocol.Challenge)
+		if !ok {
+			t.Fatalf("Enroll replied %s %+v, want a challenge", o.ReplyKind, o.Reply)
+		}
+		return c
+	}
+	answer := func(c *protocol.Challenge) bool {
+		t.Helper()
+		secret, err := ek.ActivateCredential(ak, c.IDObject, c.EncSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := v.Activate(nil, "default", "d", &protocol.Activate{V: protocol.Version, Secret: secret})
+		return o.Reply.(*protocol.Enrolled).OK
+	}
+	for _, tc := range []struct {
+		name      string
+		second    func() *protocol.Challenge
+		same, oks bool // same challenge; the first challenge's answer enrolls
+	}{
+		{"repeated request", func() *protocol.Challenge { return challenge(req("r1")) }, true, true},
+		{"different request", func() *protocol.Challenge { return challenge(req("r2")) }, false, false},
+		{"repeated after expiry", func() *protocol.Challenge { now = now.Add(3 * time.Minute); return challenge(req("r1")) }, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			first := challenge(req("r1"))
+			second := tc.second()
+			if got := bytes.Equal(first.IDObject, second.IDObject) && bytes.Equal(first.EncSecret, second.EncSecret); got != tc.same {
+				t.Fatalf("second challenge equal to the first: %v, want %v", got, tc.same)
+			}
+			if got := answer(first); got != tc.oks {
+				t.Fatalf("answer to the first challenge enrolled: %v, want %v", got, tc.oks)
+			}
+			if !tc.oks {
+				// The open challenge was consumed by the failed answer.
+				if answer(second) {
+					t.Fatal("a second answer enrolled: one answer per challenge")
 				}
 			}
 		})
