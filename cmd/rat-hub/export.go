@@ -32,7 +32,12 @@ func exportCmd(args []string) int {
 	from := fs.String("from", "", "span start (RFC 3339); the span widens to whole boots")
 	to := fs.String("to", "", "span end (RFC 3339)")
 	out := fs.String("o", "bundle.cbor", "output file")
+	records := fs.String("records", "compact", "record form: compact, or delta/full for a rat-audit older than compact/delta records")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if _, err := export.RecordOption(*records); err != nil {
+		fmt.Fprintln(os.Stderr, "rat-hub export: --records:", err)
 		return 2
 	}
 	if *device == "" {
@@ -41,9 +46,9 @@ func exportCmd(args []string) int {
 	}
 	var err error
 	if *data != "" {
-		err = exportLocal(*data, *fleet, *device, *from, *to, *out)
+		err = exportLocal(*data, *fleet, *device, *from, *to, *records, *out)
 	} else {
-		err = exportHTTP(*hub, *tokenFile, *device, *from, *to, *out)
+		err = exportHTTP(*hub, *tokenFile, *device, *from, *to, *records, *out)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rat-hub export:", err)
@@ -69,7 +74,7 @@ func parseSpan(from, to string) (time.Time, time.Time, error) {
 	return f, t, nil
 }
 
-func exportLocal(data, fleet, device, from, to, out string) error {
+func exportLocal(data, fleet, device, from, to, records, out string) error {
 	f, t, err := parseSpan(from, to)
 	if err != nil {
 		return err
@@ -87,7 +92,7 @@ func exportLocal(data, fleet, device, from, to, out string) error {
 	if err != nil {
 		return err
 	}
-	if err := export.Write(w, st, fleet+"/"+device, export.Options{From: f, To: t, Hub: "rat-hub/" + fleet, Key: key}); err != nil {
+	if err := export.Write(w, st, fleet+"/"+device, export.Options{From: f, To: t, Hub: "rat-hub/" + fleet, Key: key, Records: records}); err != nil {
 		w.Close()
 		os.Remove(out)
 		return err
@@ -95,7 +100,7 @@ func exportLocal(data, fleet, device, from, to, out string) error {
 	return w.Close()
 }
 
-func exportHTTP(hub, tokenFile, device, from, to, out string) error {
+func exportHTTP(hub, tokenFile, device, from, to, records, out string) error {
 	if hub == "" {
 		return errors.New("--hub (or RAT_HUB) or --data is required")
 	}
@@ -113,6 +118,9 @@ func exportHTTP(hub, tokenFile, device, from, to, out string) error {
 	}
 	if to != "" {
 		q.Set("to", to)
+	}
+	if records != "" && records != "compact" {
+		q.Set("records", records)
 	}
 	u := strings.TrimRight(hub, "/") + "/v1/devices/" + url.PathEscape(device) + "/bundle"
 	if len(q) > 0 {

@@ -231,8 +231,8 @@ func (a *API) evidence(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, out)
 }
 
-// bundle exports the device's evidence (?from=&to= as RFC 3339 times) as
-// an offline bundle for rat-audit.
+// bundle exports the device's evidence (?from=&to= as RFC 3339 times,
+// ?records=compact|delta|full) as an offline bundle for rat-audit.
 func (a *API) bundle(w http.ResponseWriter, r *http.Request) {
 	d, ok := a.lookup(w, r)
 	if !ok {
@@ -248,6 +248,11 @@ func (a *API) bundle(w http.ResponseWriter, r *http.Request) {
 			}
 			*dst = t
 		}
+	}
+	o.Records = r.URL.Query().Get("records")
+	if _, err := export.RecordOption(o.Records); err != nil {
+		writeErr(w, http.StatusBadRequest, "records: "+err.Error())
+		return
 	}
 	// Encode into memory first so that an error is an error response, not
 	// a truncated bundle.

@@ -105,6 +105,23 @@ type Options struct {
 	// against (JSON), if any.
 	TrustedRoot []byte
 	Now         time.Time
+	// Records is the form records are written in: "compact" (the
+	// default, bundle.MediaRecordCompact), or "delta" and "full" for
+	// auditors whose rat-audit predates compact or delta records.
+	Records string
+}
+
+// RecordOption returns the bundle encoder option for a Records value.
+func RecordOption(form string) (bundle.EncodeOption, error) {
+	switch form {
+	case "", "compact":
+		return nil, nil
+	case "delta":
+		return bundle.WithDeltaRecords(), nil
+	case "full":
+		return bundle.WithFullRecords(), nil
+	}
+	return nil, fmt.Errorf("record form %q: want compact, delta or full", form)
 }
 
 // Write exports device key's evidence to w.
@@ -165,6 +182,11 @@ func Write(w io.Writer, st store.Store, key string, o Options) error {
 	}
 	h := &bundle.Header{Token: tok, EKPublic: d.EKPublic, EKCerts: d.EKCerts, AKPublic: d.AKPublic, Binding: d.Binding, TrustedRoot: o.TrustedRoot}
 	var opts []bundle.EncodeOption
+	if ro, err := RecordOption(o.Records); err != nil {
+		return err
+	} else if ro != nil {
+		opts = append(opts, ro)
+	}
 	if o.Key != nil {
 		h.HubKey = o.Key.PublicDER()
 		s, err := o.Key.Signer()
