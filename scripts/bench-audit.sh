@@ -29,7 +29,7 @@ for d in $DAYS; do
   # Generates the bundle if it is not cached yet, then benchmarks in process.
   (cd audit && RAT_AUDIT_DAYS=$d "$bin/audit.test" -test.run '^$' -test.bench '^BenchmarkVerifyDays$' \
     -test.benchtime 1x -test.count "$RUNS" -test.cpu 1 -test.benchmem -test.timeout 6h | grep -E '^Benchmark')
-  dir=$(ls -d "$CACHE"/v2-days"$d"-q*-evlog | head -1)
+  dir=$(ls -d "$CACHE"/v3-days"$d"-q*-evlog | head -1)
   grep -E '"(Quotes|Entries|Policies|Bytes|GenSeconds)"' "$dir/fixture.json" | tr -d ' ,' | paste -sd' '
   for i in $(seq "$RUNS"); do
     GOMAXPROCS=1 /usr/bin/time -f "rat-audit verify: wall %e s, user %U s, sys %S s, max RSS %M KB" \

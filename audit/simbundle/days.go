@@ -73,8 +73,9 @@ func (o DaysOptions) Key() string {
 }
 
 // formatVersion names the bundle encoding in cache keys: v1 wrote every
-// record whole, v2 writes delta records (bundle.MediaRecordDelta).
-const formatVersion = "v2"
+// record whole, v2 writes delta records (bundle.MediaRecordDelta), v3
+// compact records (bundle.MediaRecordCompact).
+const formatVersion = "v3"
 
 // DaysFixture is what an auditor needs to verify a generated bundle, and
 // what went into it.
