@@ -47,6 +47,7 @@ type options struct {
 	HubProfile, HubArgs           string
 	HubMemProfile                 string
 	HubCPUs                       string // "" (not pinned) or a CPU list for the hub child (and Mosquitto); the generator takes the others
+	QoS                           int    // of the evidence publishes
 	Timeout                       time.Duration
 	Out                           io.Writer
 }
@@ -69,6 +70,7 @@ func main() {
 	flag.StringVar(&o.HubProfile, "hub-cpuprofile", "", "write the hub's CPU profile of the run phase to this file")
 	flag.StringVar(&o.HubMemProfile, "hub-memprofile", "", "write the hub's heap profile (allocations of the run phase: go tool pprof -sample_index=alloc_space) to this file")
 	flag.StringVar(&o.HubCPUs, "hub-cpus", "", "pin the hub child (and Mosquitto) to these CPUs (e.g. 1 or 2-3) and the generator to the others, so the hub's rate is that of dedicated cores")
+	flag.IntVar(&o.QoS, "qos", 0, "MQTT QoS of the evidence publishes (0, as the agent; 1 adds the broker's PUBACK per record; the hub's ack confirms delivery either way)")
 	flag.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up the run phase after this long")
 	flag.Parse()
 	o.Out = os.Stdout
@@ -235,7 +237,7 @@ func run(o options) (*result, genCost, error) {
 	}
 	cpu0, hub0, br0 := selfCPU(), procCPU(hubPID), procCPU(brokerPID)
 	t0 := time.Now()
-	r.Sent, err = publishAll(devs, o.Rate, c, o.Timeout)
+	r.Sent, err = publishAll(devs, o.Rate, byte(o.QoS), c, o.Timeout)
 	if err != nil {
 		return nil, cost, err
 	}

@@ -91,7 +91,7 @@ type result struct {
 // of every device, then record k+1), whatever the acks do. rate == 0:
 // closed loop, each device publishes its next record when the previous one
 // is acknowledged, as a real agent does.
-func publishAll(devs []*simDevice, rate int, c *collector, timeout time.Duration) (int, error) {
+func publishAll(devs []*simDevice, rate int, qos byte, c *collector, timeout time.Duration) (int, error) {
 	sent := 0
 	pub := func(d *simDevice) error {
 		i := d.next
@@ -99,8 +99,8 @@ func publishAll(devs []*simDevice, rate int, c *collector, timeout time.Duration
 		d.mu.Lock()
 		d.sent[uint64(i+1)] = time.Now()
 		d.mu.Unlock()
-		t := d.c.Publish(protocol.UpTopic(fleet, d.id, protocol.KindEvidence), 1, false, d.records[i])
-		_ = t // QoS 1 delivery is confirmed by the hub's ack, which is what is measured
+		t := d.c.Publish(protocol.UpTopic(fleet, d.id, protocol.KindEvidence), qos, false, d.records[i])
+		_ = t // delivery is confirmed by the hub's ack, which is what is measured
 		return nil
 	}
 	if rate > 0 {

@@ -272,11 +272,24 @@ func (a *Agent) publish(kind string, msg any) error {
 }
 
 func (a *Agent) publishRaw(kind string, b []byte) error {
-	t := a.client.Publish(a.up(kind), 1, false, b)
+	t := a.client.Publish(a.up(kind), publishQoS(kind), false, b)
 	// Do not wait for the PUBACK here: acknowledgement is end to end (the
 	// hub's Ack), and the outbox keeps the record until then.
 	_ = t
 	return nil
+}
+
+// publishQoS is the MQTT QoS of a message of kind. Evidence travels at
+// QoS 0: the hub's Ack is what says a record is safe, and until one covers
+// it the record stays in the outbox and is published again on reconnect
+// or after 5 s without progress, so QoS 1 would only add the broker's
+// PUBACK (and, through Mosquitto, the hub's) to every record. The other
+// kinds have no such end-to-end retry and stay QoS 1.
+func publishQoS(kind string) byte {
+	if kind == protocol.KindEvidence {
+		return 0
+	}
+	return 1
 }
 
 // Run enrolls if needed and attests until ctx ends.
