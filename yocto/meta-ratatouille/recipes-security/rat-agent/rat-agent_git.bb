@@ -20,7 +20,7 @@ SRC_URI = "git://github.com/ratatouille/rat.git;protocol=https;branch=main;dests
            file://rat-agent.service \
            file://rat-agent.conf \
            "
-SRCREV = "defdd22718e4b82fb8dd672dcf7f0fcfe6e7ee08"
+SRCREV = "63cc159e9b280be7bb66a2087f75f7a79ac62c05"
 PV = "0.1+git"
 
 require ${BPN}-go-mods.inc
