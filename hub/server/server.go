@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -162,6 +163,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		vc.Bind = func(device string, ak, ek []byte, t time.Time) ([]byte, error) {
 			return cfg.Key.Bind(hub, device, ak, ek, t)
 		}
+	}
+	if len(vc.NonceKey) == 0 {
+		k, err := nonceKey(cfg.Store)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		vc.NonceKey = k
 	}
 	s.v = verifier.New(vc)
 	s.runner = &revoke.Runner{Actions: append([]revoke.Action{&revoke.Func{N: "mqtt command", F: s.commandDevice}}, cfg.Actions...), Audit: s.auditAction}
@@ -869,4 +878,29 @@ func (s *Server) BootLog(key string) ([]byte, error) {
 		return nil, err
 	}
 	return ima.MarshalBinary(entries), nil
+}
+
+// nonceKeyName is the store key of the verifier's nonce key.
+const nonceKeyName = "verifier/nonce-key"
+
+// nonceKey returns the store's nonce key, made on first use: nonces are
+// keyed (hub/verifier), and a hub that restarts on the same store must
+// still accept the nonces it issued before. Anyone who can read the store
+// can make nonces, as they could read the stored windows before.
+func nonceKey(st store.Store) ([]byte, error) {
+	k, err := st.GetKV(nonceKeyName)
+	if err == nil && len(k) >= 32 {
+		return k, nil
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("server: read the nonce key: %w", err)
+	}
+	k = make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return nil, fmt.Errorf("server: make the nonce key: %w", err)
+	}
+	if err := st.PutKV(nonceKeyName, k); err != nil {
+		return nil, fmt.Errorf("server: store the nonce key: %w", err)
+	}
+	return k, nil
 }

@@ -3,6 +3,7 @@ package verifier
 import (
 	"bytes"
 	"crypto"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -48,9 +49,16 @@ type Config struct {
 	// releases by the policy of the release they report (release.go).
 	Releases ReleaseSource
 	Now      func() time.Time
-	// NonceWindow is how many issued nonces are remembered per device
-	// (default 64): records queued while offline use older ones.
+	// NonceWindow is how many of the newest nonces issued to a device it
+	// may still use (default 64): records queued while offline use older
+	// ones.
 	NonceWindow int
+	// NonceKey is the hub's secret for its nonces (at least 32 bytes; see
+	// nonceAt). Every hub that serves a store must use the store's key, or
+	// the nonces outstanding when it starts are refused as stale (the
+	// devices then resynchronise); hub/server keeps it in the store.
+	// Shorter or empty: a random key for this Verifier only.
+	NonceKey []byte
 	// MaxPendingIMA bounds IMA bytes held between chunks (default 64 MiB).
 	MaxPendingIMA int
 	// Bind, if set, signs the statement that an enrolled AK was bound to
@@ -115,6 +123,12 @@ func New(cfg Config) *Verifier {
 	}
 	if cfg.MaxPendingIMA <= 0 {
 		cfg.MaxPendingIMA = 64 << 20
+	}
+	if len(cfg.NonceKey) < 32 {
+		cfg.NonceKey = make([]byte, 32)
+		if _, err := rand.Read(cfg.NonceKey); err != nil {
+			panic("verifier: no randomness: " + err.Error())
+		}
 	}
 	return &Verifier{cfg: cfg, pending: map[string]*challenge{}, required: quote.WithRequiredPCRs(quote.AlgSHA256, cfg.PCRs...)}
 }
@@ -277,26 +291,70 @@ func (v *Verifier) Activate(d *store.Device, fleet, id string, m *protocol.Activ
 	}
 }
 
+// Nonces are keyed, not stored. Nonce number idx of device key is
+//
+//	idx (8 bytes, big endian) || HMAC-SHA256(NonceKey, label || key || 0 || idx)[:24]
+//
+// so the hub checks one by computing it again, and a device record holds
+// only the number of the newest nonce issued (NonceNext) and of the nonce
+// its last accepted quote used (NonceUsed), not a window of 64 random
+// values (≈ 2.5 KB of every device record, rewritten with every record,
+// and of the hub's device cache). Without the key a device cannot make a
+// nonce the hub has not issued yet, which is what freshness needs; 192
+// bits of MAC leave nothing to guess. Records stored by hubs before keyed
+// nonces hold their window (d.Nonces), still accepted until it leaves the
+// window.
+const nonceLabel = "ratatouille hub nonce v1\x00"
+
+// nonceAt is nonce number idx of device d.
+func (v *Verifier) nonceAt(d *store.Device, idx uint64) []byte {
+	m := hmac.New(sha256.New, v.cfg.NonceKey)
+	m.Write([]byte(nonceLabel))
+	m.Write([]byte(d.Key))
+	var b [9]byte
+	binary.BigEndian.PutUint64(b[1:], idx)
+	m.Write(b[:])
+	out := make([]byte, 8, 8+sha256.Size)
+	binary.BigEndian.PutUint64(out, idx)
+	return m.Sum(out)[:32]
+}
+
+// issueNonce issues the device's next nonce.
 func (v *Verifier) issueNonce(d *store.Device) []byte {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic("verifier: no randomness: " + err.Error())
-	}
 	d.NonceNext++
-	n := store.Nonce{Idx: d.NonceNext, Value: b, At: v.cfg.Now().UTC()}
-	if len(d.Nonces) < cap(d.Nonces) && len(d.Nonces) < v.cfg.NonceWindow {
-		d.Nonces = append(d.Nonces, n)
-		return b
+	if n := len(d.Nonces); n > 0 && d.Nonces[n-1].Idx+uint64(v.cfg.NonceWindow) <= d.NonceNext {
+		d.Nonces = nil // the stored window has left the window
 	}
-	// A new window of exactly the size it needs: d's slice is the stored
-	// record's (cap = len), and append would double it, ≈ 7 KB for a full
-	// window, then cut it.
-	keep := d.Nonces[len(d.Nonces)-min(len(d.Nonces), v.cfg.NonceWindow-1):]
-	w := make(store.NonceWindow, len(keep)+1)
-	copy(w, keep)
-	w[len(keep)] = n
-	d.Nonces = w
-	return b
+	return v.nonceAt(d, d.NonceNext)
+}
+
+// currentNonce is the newest nonce issued to d (for a repeated ack).
+func (v *Verifier) currentNonce(d *store.Device) []byte {
+	if n := len(d.Nonces); n > 0 && d.Nonces[n-1].Idx == d.NonceNext {
+		return d.Nonces[n-1].Value
+	}
+	if d.NonceNext == 0 {
+		return nil
+	}
+	return v.nonceAt(d, d.NonceNext)
+}
+
+// findNonce returns the number of nonce n if it is one of the last
+// NonceWindow nonces issued to d.
+func (v *Verifier) findNonce(d *store.Device, n []byte) (uint64, bool) {
+	if len(n) == 32 {
+		idx := binary.BigEndian.Uint64(n[:8])
+		if idx >= 1 && idx <= d.NonceNext && d.NonceNext-idx < uint64(v.cfg.NonceWindow) && hmac.Equal(v.nonceAt(d, idx), n) {
+			return idx, true
+		}
+	}
+	ns := d.Nonces
+	for i := len(ns) - 1; i >= 0; i-- {
+		if len(ns[i].Value) == len(n) && subtle.ConstantTimeCompare(ns[i].Value, n) == 1 {
+			return ns[i].Idx, true
+		}
+	}
+	return 0, false
 }
 
 // Evidence judges one evidence record.
@@ -331,9 +389,7 @@ func (v *Verifier) Evidence(d *store.Device, raw []byte, m *protocol.Evidence, s
 		prev, err := stored(m.Seq)
 		if err == nil && bytes.Equal(prev, raw) {
 			ack.State = d.State
-			if len(d.Nonces) > 0 {
-				ack.Nonce = d.Nonces[len(d.Nonces)-1].Value
-			}
+			ack.Nonce = v.currentNonce(d)
 			return Outcome{ReplyKind: protocol.KindAck, Reply: ack} // duplicate: ack again, change nothing
 		}
 		return reject(failure.EvidenceReplay, fmt.Sprintf("record %d is older than the next expected %d and differs from the one received", m.Seq, d.NextSeq))
@@ -398,7 +454,7 @@ func (v *Verifier) Evidence(d *store.Device, raw []byte, m *protocol.Evidence, s
 	if c.SelfIssued {
 		return reject(failure.EvidenceStaleNonce, "self-issued nonce on a live connection (ingest offline bundles instead)")
 	}
-	idx, ok := findNonce(d.Nonces, c.Nonce)
+	idx, ok := v.findNonce(d, c.Nonce)
 	if !ok {
 		return reject(failure.EvidenceStaleNonce, "nonce was not issued to this device (or is too old)")
 	}
@@ -640,15 +696,6 @@ func absolute(e failure.Event, offset uint64) failure.Event {
 	e.Fields = f
 	e.Context = fmt.Sprintf("entry %d: %s", offset+i, strings.TrimPrefix(e.Context, "entry "+rel+": "))
 	return e
-}
-
-func findNonce(ns []store.Nonce, n []byte) (uint64, bool) {
-	for i := len(ns) - 1; i >= 0; i-- {
-		if len(ns[i].Value) == len(n) && subtle.ConstantTimeCompare(ns[i].Value, n) == 1 {
-			return ns[i].Idx, true
-		}
-	}
-	return 0, false
 }
 
 // advanceTo replays all onto r, whose template hashes were verified at

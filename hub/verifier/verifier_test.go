@@ -324,37 +324,79 @@ func TestCountEntries(t *testing.T) {
 	}
 }
 
-// TestIssueNonce checks the window: the newest NonceWindow nonces, oldest
-// first, and a full window replaced without writing into the slice of the
-// record it came from.
+// TestIssueNonce: a keyed nonce is accepted while it is one of the newest
+// NonceWindow issued to its device, and never for another device, under
+// another hub key, altered, or before it is issued; a device record no
+// longer grows with its window. A window stored by an older hub is still
+// accepted until it leaves the window.
 func TestIssueNonce(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
 	for _, window := range []int{1, 3, 64} {
 		t.Run(fmt.Sprint(window), func(t *testing.T) {
-			v := New(Config{NonceWindow: window})
-			d := &store.Device{}
+			v := New(Config{NonceWindow: window, NonceKey: key})
+			d := &store.Device{Key: "default/d"}
 			var issued [][]byte
 			for i := 0; i < 2*window+1; i++ {
-				before := *d
-				old := append(store.NonceWindow(nil), d.Nonces...)
 				issued = append(issued, v.issueNonce(d))
-				for j := range before.Nonces {
-					if before.Nonces[j].Idx != old[j].Idx || !bytes.Equal(before.Nonces[j].Value, old[j].Value) {
-						t.Fatalf("issue %d changed the previous window at %d", i, j)
-					}
+				if !bytes.Equal(v.currentNonce(d), issued[i]) {
+					t.Fatalf("issue %d: current nonce is not the one just issued", i)
 				}
-				want := min(i+1, window)
-				if len(d.Nonces) != want {
-					t.Fatalf("issue %d: window of %d, want %d", i, len(d.Nonces), want)
+			}
+			if len(d.Nonces) != 0 {
+				t.Fatalf("the record holds %d nonces", len(d.Nonces))
+			}
+			for i, n := range issued {
+				idx, ok := v.findNonce(d, n)
+				if want := i >= len(issued)-window; ok != want || ok && idx != uint64(i+1) {
+					t.Errorf("nonce %d: found %v (idx %d), want %v", i+1, ok, idx, want)
 				}
-				for j, n := range d.Nonces {
-					k := i + 1 - want + j // index into issued
-					if n.Idx != uint64(k+1) || !bytes.Equal(n.Value, issued[k]) {
-						t.Fatalf("issue %d: nonce %d is idx %d, want %d", i, j, n.Idx, k+1)
-					}
+			}
+			last := issued[len(issued)-1]
+			other := &store.Device{Key: "default/e", NonceNext: d.NonceNext}
+			flipped := bytes.Clone(last)
+			flipped[31] ^= 1
+			renumbered := bytes.Clone(last)
+			renumbered[7] ^= 1
+			for _, tc := range []struct {
+				name string
+				v    *Verifier
+				d    *store.Device
+				n    []byte
+			}{
+				{"another device's", v, other, last},
+				{"under another hub key", New(Config{NonceWindow: window}), d, last},
+				{"MAC altered", v, d, flipped},
+				{"number altered", v, d, renumbered},
+				{"not issued yet", v, d, v.nonceAt(d, d.NonceNext+1)},
+				{"truncated", v, d, last[:31]},
+			} {
+				if _, ok := tc.v.findNonce(tc.d, tc.n); ok {
+					t.Errorf("%s nonce accepted", tc.name)
 				}
 			}
 		})
 	}
+	t.Run("stored window", func(t *testing.T) {
+		v := New(Config{NonceWindow: 4, NonceKey: key})
+		old := bytes.Repeat([]byte{9}, 32)
+		d := &store.Device{Key: "default/d", NonceNext: 10, Nonces: store.NonceWindow{{Idx: 10, Value: old}}}
+		if idx, ok := v.findNonce(d, old); !ok || idx != 10 {
+			t.Fatalf("a stored nonce: found %v idx %d", ok, idx)
+		}
+		if !bytes.Equal(v.currentNonce(d), old) {
+			t.Fatal("current nonce is not the stored newest")
+		}
+		for i := 0; i < 3; i++ {
+			v.issueNonce(d)
+		}
+		if _, ok := v.findNonce(d, old); !ok || len(d.Nonces) == 0 {
+			t.Fatal("a stored nonce still in the window was dropped")
+		}
+		v.issueNonce(d)
+		if _, ok := v.findNonce(d, old); ok || len(d.Nonces) != 0 {
+			t.Fatal("a stored nonce out of the window is still accepted")
+		}
+	})
 }
 
 // TestEnrollRepeated: an enrollment request repeated while its challenge
