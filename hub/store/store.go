@@ -454,6 +454,14 @@ type briefEncoding struct {
 	Release      string `cbor:"5,keyasint,omitempty"`
 }
 
+// briefGranularity is how precisely a brief holds LastVerified: to the
+// minute below, so that a device attesting every 10 s rewrites its brief
+// (one more dirtied bbolt page per record) once a minute instead of with
+// every record. A brief's time only schedules the hub's staleness check,
+// which reads the device record before it decides, so a time up to a
+// minute early costs at most an early look at a device after a restart.
+const briefGranularity = time.Minute
+
 func encodeBrief(d *Device) ([]byte, error) {
 	return encodeBriefOf(&DeviceBrief{ID: d.ID, State: d.State, LastVerified: d.LastVerified, Group: d.Group, Release: d.Release})
 }
@@ -461,7 +469,7 @@ func encodeBrief(d *Device) ([]byte, error) {
 func encodeBriefOf(d *DeviceBrief) ([]byte, error) {
 	b := briefEncoding{Format: briefsFormat, ID: d.ID, State: d.State, Group: d.Group, Release: d.Release}
 	if !d.LastVerified.IsZero() {
-		b.LastVerified = d.LastVerified.UnixNano()
+		b.LastVerified = d.LastVerified.Truncate(briefGranularity).UnixNano()
 	}
 	return devEnc.Marshal(&b)
 }
@@ -561,8 +569,10 @@ func (s *Bolt) Save(d *Device, events []Event, seq uint64, raw []byte) error {
 		if err := tx.Bucket(bDevices).Put([]byte(d.Key), dv); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bBriefs).Put([]byte(d.Key), brief); err != nil {
-			return err
+		if bb := tx.Bucket(bBriefs); !bytes.Equal(bb.Get([]byte(d.Key)), brief) {
+			if err := bb.Put([]byte(d.Key), brief); err != nil {
+				return err
+			}
 		}
 		if len(evs) > 0 {
 			eb, err := tx.Bucket(bEvents).CreateBucketIfNotExists([]byte(d.Key))
