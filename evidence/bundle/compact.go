@@ -12,6 +12,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
+	"github.com/ratatouille/rat/evidence/bundle/wire"
 	"github.com/ratatouille/rat/evidence/claims"
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
@@ -569,15 +570,15 @@ func (s *compactState) compact(r *protocol.Evidence, b []byte) ([]byte, error) {
 		if cr.Attest, err = encMode.Marshal(res); err != nil {
 			return nil, fmt.Errorf("bundle: compact record %d: %w", r.Seq, err)
 		}
-		var prev map[uint16]map[int][]byte
+		// PCR values: those not the previous quote's (all without one).
+		cr.PCRs = r.PCRs
 		if s.prev != nil {
-			prev = s.prev.pcrs
+			d, covers, _ := wire.DeltaPCRs(s.prev.pcrs, r.PCRs)
+			if !covers {
+				return nil, nil
+			}
+			cr.PCRs = d
 		}
-		d, ok := compactPCRs(prev, r.PCRs)
-		if !ok {
-			return nil, nil
-		}
-		cr.PCRs = d
 	case len(r.Claims) > 0 || len(r.Signature) > 0 || len(r.PCRs) > 0:
 		return nil, nil
 	}
@@ -595,38 +596,6 @@ func (s *compactState) compact(r *protocol.Evidence, b []byte) ([]byte, error) {
 		return nil, nil
 	}
 	return v, nil
-}
-
-// compactPCRs returns the values of cur not equal to prev's (all of them
-// without a previous quote); false when cur leaves out a PCR prev has,
-// which the decoder would put back.
-func compactPCRs(prev, cur map[uint16]map[int][]byte) (map[uint16]map[int][]byte, bool) {
-	if prev == nil {
-		return cur, true
-	}
-	for bank, pm := range prev {
-		for idx := range pm {
-			if _, ok := cur[bank][idx]; !ok {
-				return nil, false
-			}
-		}
-	}
-	var out map[uint16]map[int][]byte
-	for bank, cm := range cur {
-		for idx, v := range cm {
-			if pv, ok := prev[bank][idx]; ok && bytes.Equal(pv, v) {
-				continue
-			}
-			if out == nil {
-				out = map[uint16]map[int][]byte{}
-			}
-			if out[bank] == nil {
-				out[bank] = map[int][]byte{}
-			}
-			out[bank][idx] = v
-		}
-	}
-	return out, true
 }
 
 // canonical decodes b into v and refuses b unless it is v's deterministic
@@ -709,20 +678,9 @@ func (s *compactState) expand(v []byte) (*protocol.Evidence, error) {
 	// PCR values: the previous quote's, then those the record carries.
 	r.PCRs = cr.PCRs
 	if s.prev != nil {
-		full := make(map[uint16]map[int][]byte, len(s.prev.pcrs))
-		for bank, pm := range s.prev.pcrs {
-			full[bank] = maps.Clone(pm)
-		}
-		for bank, dm := range cr.PCRs {
-			if full[bank] == nil {
-				full[bank] = map[int][]byte{}
-			}
-			for idx, v := range dm {
-				if pv, ok := full[bank][idx]; ok && bytes.Equal(pv, v) {
-					return nil, fmt.Errorf("compact record %d repeats PCR %d of bank 0x%04x", cr.Seq, idx, bank)
-				}
-				full[bank][idx] = v
-			}
+		full, _, err := completePCRs(s.prev.pcrs, cr.PCRs, cr.Seq)
+		if err != nil {
+			return nil, fmt.Errorf("compact %w", err)
 		}
 		r.PCRs = full
 	}

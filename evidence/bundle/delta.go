@@ -26,13 +26,28 @@ func applyDelta(prev map[uint16]map[int][]byte, r *protocol.Evidence) error {
 	if prev == nil {
 		return errors.New("delta record without a previous quoted record")
 	}
+	full, elided, err := completePCRs(prev, r.PCRs, r.Seq)
+	if err != nil {
+		return err
+	}
+	if elided == 0 {
+		return fmt.Errorf("delta record %d leaves out no PCR value", r.Seq)
+	}
+	r.PCRs = full
+	return nil
+}
+
+// completePCRs puts the values of delta (record seq's) over a copy of
+// prev's, and counts the values taken from prev. A value of delta equal to
+// prev's is refused: it should have been left out.
+func completePCRs(prev, delta map[uint16]map[int][]byte, seq uint64) (map[uint16]map[int][]byte, int, error) {
 	full := make(map[uint16]map[int][]byte, len(prev))
 	elided := 0
 	for bank, pm := range prev {
 		full[bank] = maps.Clone(pm)
 		elided += len(pm)
 	}
-	for bank, dm := range r.PCRs {
+	for bank, dm := range delta {
 		fm := full[bank]
 		if fm == nil {
 			fm = map[int][]byte{}
@@ -41,16 +56,12 @@ func applyDelta(prev map[uint16]map[int][]byte, r *protocol.Evidence) error {
 		for idx, v := range dm {
 			if pv, ok := fm[idx]; ok {
 				if bytes.Equal(pv, v) {
-					return fmt.Errorf("delta record %d repeats PCR %d of bank 0x%04x", r.Seq, idx, bank)
+					return nil, 0, fmt.Errorf("record %d repeats PCR %d of bank 0x%04x", seq, idx, bank)
 				}
 				elided--
 			}
 			fm[idx] = v
 		}
 	}
-	if elided == 0 {
-		return fmt.Errorf("delta record %d leaves out no PCR value", r.Seq)
-	}
-	r.PCRs = full
-	return nil
+	return full, elided, nil
 }

@@ -15,20 +15,19 @@ import (
 // The decoder (package bundle) puts them back before anyone sees the
 // record; see docs/bundle-format.md.
 
-// deltaPCRs returns the values of cur that differ from prev, and whether
-// cur can be written as a delta of prev: it must hold every PCR prev holds
-// (the decoder starts from prev), and leave out at least one.
-func deltaPCRs(prev, cur map[uint16]map[int][]byte) (map[uint16]map[int][]byte, bool) {
+// DeltaPCRs returns the values of cur that differ from prev; covers says
+// whether cur holds every PCR prev holds (a decoder that starts from prev
+// cannot leave one out), elided whether any value of cur was left out.
+// Delta records (here) and package bundle's compact records share it.
+func DeltaPCRs(prev, cur map[uint16]map[int][]byte) (delta map[uint16]map[int][]byte, covers, elided bool) {
 	for bank, pm := range prev {
 		cm := cur[bank]
 		for idx := range pm {
 			if _, ok := cm[idx]; !ok {
-				return nil, false
+				return nil, false, false
 			}
 		}
 	}
-	var out map[uint16]map[int][]byte
-	elided := false
 	for bank, cm := range cur {
 		pm := prev[bank]
 		for idx, v := range cm {
@@ -36,16 +35,16 @@ func deltaPCRs(prev, cur map[uint16]map[int][]byte) (map[uint16]map[int][]byte, 
 				elided = true
 				continue
 			}
-			if out == nil {
-				out = map[uint16]map[int][]byte{}
+			if delta == nil {
+				delta = map[uint16]map[int][]byte{}
 			}
-			if out[bank] == nil {
-				out[bank] = map[int][]byte{}
+			if delta[bank] == nil {
+				delta[bank] = map[int][]byte{}
 			}
-			out[bank][idx] = v
+			delta[bank][idx] = v
 		}
 	}
-	return out, elided
+	return delta, true, elided
 }
 
 // encodeDelta returns the delta form of the encoded record b (decoded as
@@ -56,8 +55,8 @@ func encodeDelta(prev map[uint16]map[int][]byte, r *protocol.Evidence, b []byte)
 	if prev == nil || !r.Quoted() {
 		return nil, nil
 	}
-	d, ok := deltaPCRs(prev, r.PCRs)
-	if !ok {
+	d, covers, elided := DeltaPCRs(prev, r.PCRs)
+	if !covers || !elided {
 		return nil, nil
 	}
 	again, err := protocol.Marshal(r)
