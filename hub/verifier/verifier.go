@@ -351,7 +351,7 @@ func (v *Verifier) findNonce(d *store.Device, n []byte) (uint64, bool) {
 	ns := d.Nonces
 	for i := len(ns) - 1; i >= 0; i-- {
 		if len(ns[i].Value) == len(n) && subtle.ConstantTimeCompare(ns[i].Value, n) == 1 {
-			return ns[i].Idx, true
+			return ns[i].Idx, d.NonceNext-ns[i].Idx < uint64(v.cfg.NonceWindow)
 		}
 	}
 	return 0, false

@@ -378,8 +378,8 @@ func TestIssueNonce(t *testing.T) {
 	}
 	t.Run("stored window", func(t *testing.T) {
 		v := New(Config{NonceWindow: 4, NonceKey: key})
-		old := bytes.Repeat([]byte{9}, 32)
-		d := &store.Device{Key: "default/d", NonceNext: 10, Nonces: store.NonceWindow{{Idx: 10, Value: old}}}
+		old, older := bytes.Repeat([]byte{9}, 32), bytes.Repeat([]byte{8}, 32)
+		d := &store.Device{Key: "default/d", NonceNext: 10, Nonces: store.NonceWindow{{Idx: 7, Value: older}, {Idx: 10, Value: old}}}
 		if idx, ok := v.findNonce(d, old); !ok || idx != 10 {
 			t.Fatalf("a stored nonce: found %v idx %d", ok, idx)
 		}
@@ -391,6 +391,9 @@ func TestIssueNonce(t *testing.T) {
 		}
 		if _, ok := v.findNonce(d, old); !ok || len(d.Nonces) == 0 {
 			t.Fatal("a stored nonce still in the window was dropped")
+		}
+		if _, ok := v.findNonce(d, older); ok {
+			t.Fatal("a stored nonce that left the window is still accepted")
 		}
 		v.issueNonce(d)
 		if _, ok := v.findNonce(d, old); ok || len(d.Nonces) != 0 {
