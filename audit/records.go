@@ -504,7 +504,7 @@ func (a *auditor) statements() {
 	}
 	if ok(CheckChain) || (rep.Quotes == 1 && ok(CheckQuotes)) {
 		for _, s := range rep.Segments {
-			rep.Proven = append(rep.Proven, fmt.Sprintf("continuous from %s to %s (records %d-%d, %d quotes, hash-chained, TPM clock increasing)", unix(s.FromTime), unix(s.ToTime), s.FromSeq, s.ToSeq, s.Quotes))
+			rep.Proven = append(rep.Proven, fmt.Sprintf("continuous from %s to %s (records %d-%d, %d quotes, hash-chained, TPM clock never going back)", unix(s.FromTime), unix(s.ToTime), s.FromSeq, s.ToSeq, s.Quotes))
 		}
 	}
 	for _, rb := range rep.Reboots {

@@ -99,6 +99,11 @@ func TestQuoteVerify(t *testing.T) {
 			wrongPCR[quote.AlgSHA256][10] = make([]byte, 32)
 			later := q.clock
 			later.Clock += 1_000_000
+			// A second quote in the same millisecond has the same clock:
+			// not backwards.
+			if _, err := quote.Verify(q.ak, q.attest, q.sig, q.pcrs, append(ok, quote.WithPrevious(q.clock))...); err != nil {
+				t.Fatalf("a quote with the previous quote's clock rejected: %v", err)
+			}
 			for _, tc := range []struct {
 				name   string
 				ak     crypto.PublicKey
