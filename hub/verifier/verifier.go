@@ -259,6 +259,7 @@ func (v *Verifier) Activate(d *store.Device, fleet, id string, m *protocol.Activ
 			if nd.NextSeq == 0 {
 				nd.NextSeq = 1
 			}
+			nd.NonceNext = d.NonceNext // nor nonce numbers (nonceAt)
 		}
 		nd.State = store.Enrolling
 	} else {
@@ -291,9 +292,15 @@ func (v *Verifier) Activate(d *store.Device, fleet, id string, m *protocol.Activ
 	}
 }
 
-// Nonces are keyed, not stored. Nonce number idx of device key is
+// Nonces are keyed, not stored. Nonce number idx of device key, enrolled
+// (its chain begun) at enrolledAt, is
 //
-//	idx (8 bytes, big endian) || HMAC-SHA256(NonceKey, label || key || 0 || idx)[:24]
+//	idx (8 bytes, big endian) || HMAC-SHA256(NonceKey, label || key || 0 || enrolledAt || idx)[:24]
+//
+// with enrolledAt in Unix nanoseconds. The enrollment time keeps a device
+// that enrolls again (a new chain, perhaps a new AK) from being given a
+// nonce of its earlier chain, for which it could have kept a quote; the
+// numbers also continue across a new chain (Activate).
 //
 // so the hub checks one by computing it again, and a device record holds
 // only the number of the newest nonce issued (NonceNext) and of the nonce
@@ -311,8 +318,9 @@ func (v *Verifier) nonceAt(d *store.Device, idx uint64) []byte {
 	m := hmac.New(sha256.New, v.cfg.NonceKey)
 	m.Write([]byte(nonceLabel))
 	m.Write([]byte(d.Key))
-	var b [9]byte
-	binary.BigEndian.PutUint64(b[1:], idx)
+	var b [17]byte
+	binary.BigEndian.PutUint64(b[1:], uint64(d.EnrolledAt.UnixNano()))
+	binary.BigEndian.PutUint64(b[9:], idx)
 	m.Write(b[:])
 	out := make([]byte, 8, 8+sha256.Size)
 	binary.BigEndian.PutUint64(out, idx)

@@ -376,6 +376,22 @@ func TestIssueNonce(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a new chain", func(t *testing.T) {
+		// The same device id enrolled again (a new chain, its record made
+		// anew): none of its earlier nonces is issued again.
+		v := New(Config{NonceKey: key})
+		first := &store.Device{Key: "default/d", EnrolledAt: time.Unix(1_800_000_000, 0)}
+		seen := map[string]bool{}
+		for i := 0; i < 5; i++ {
+			seen[string(v.issueNonce(first))] = true
+		}
+		again := &store.Device{Key: "default/d", EnrolledAt: first.EnrolledAt.Add(time.Hour)}
+		for i := 0; i < 5; i++ {
+			if seen[string(v.issueNonce(again))] {
+				t.Fatalf("nonce %d of the new chain was issued to the earlier one", i+1)
+			}
+		}
+	})
 	t.Run("stored window", func(t *testing.T) {
 		v := New(Config{NonceWindow: 4, NonceKey: key})
 		old, older := bytes.Repeat([]byte{9}, 32), bytes.Repeat([]byte{8}, 32)
@@ -445,6 +461,23 @@ func TestEnrollRepeated(t *testing.T) {
 		o := v.Activate(nil, "default", "d", &protocol.Activate{V: protocol.Version, Secret: secret})
 		return o.Reply.(*protocol.Enrolled).OK
 	}
+	t.Run("a new chain keeps the numbers", func(t *testing.T) {
+		// The device enrolled before with another AK: sequence and nonce
+		// numbers continue.
+		c := challenge(req("r1"))
+		secret, err := ek.ActivateCredential(ak, c.IDObject, c.EncSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := &store.Device{Key: "default/d", ID: "d", Fleet: "default", EKPublic: ek.PublicArea, AKPublic: []byte("an earlier AK"), NextSeq: 17, NonceNext: 40}
+		o := v.Activate(old, "default", "d", &protocol.Activate{V: protocol.Version, Secret: secret})
+		if !o.Reply.(*protocol.Enrolled).OK || o.Device == nil {
+			t.Fatalf("re-enrollment refused: %+v", o.Reply)
+		}
+		if o.Device.NextSeq != 17 || o.Device.NonceNext != 41 {
+			t.Fatalf("new chain at seq %d, nonce %d; want 17 and 41", o.Device.NextSeq, o.Device.NonceNext)
+		}
+	})
 	for _, tc := range []struct {
 		name      string
 		second    func() *protocol.Challenge
