@@ -8,7 +8,9 @@ import (
 )
 
 // NonceWindow is the nonces issued to a device that it may still use,
-// oldest first. Its JSON form is the plain list. In a CBOR device record it
+// oldest first, as hubs stored them before keyed nonces (hub/verifier
+// nonceAt): a hub now issues none into it, reads it until it leaves the
+// window, then drops it. Its JSON form is the plain list. In a CBOR device record it
 // is one packed byte string (nonceWindowV1) instead of an array of
 // {idx, value, at} maps: with 64 nonces the maps, their key names and the
 // RFC 3339 times were ≈ 5 KB of a ≈ 6 KB record, which then spanned two
