@@ -20,7 +20,7 @@ SRC_URI = "git://github.com/ratatouille/rat.git;protocol=https;branch=main;dests
            file://rat-agent.service \
            file://rat-agent.conf \
            "
-SRCREV = "63cc159e9b280be7bb66a2087f75f7a79ac62c05"
+SRCREV = "00ce28bf039d34bca2c825af6cf7a5b56a921be7"
 PV = "0.1+git"
 
 require ${BPN}-go-mods.inc
