@@ -6,10 +6,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/google/go-tpm-tools/simulator"
-	"github.com/google/go-tpm/tpm2/transport"
-
-	"github.com/ratatouille/rat/device/tpm"
 	"github.com/ratatouille/rat/evidence/claims"
 	"github.com/ratatouille/rat/evidence/ima"
 	"github.com/ratatouille/rat/evidence/protocol"
@@ -37,20 +33,8 @@ func BenchmarkEvidenceDelta(b *testing.B) {
 	histories := []int{0, 100000}
 	for _, history := range histories {
 		func() {
-			sim, err := simulator.Get()
-			if err != nil {
-				b.Fatal(err)
-			}
-			tp := tpm.New(transport.FromReadWriteCloser(sim))
+			tp, ek, ak := simTPM(b)
 			defer tp.Close()
-			ek, err := tp.CreateEK()
-			if err != nil {
-				b.Fatal(err)
-			}
-			ak, err := tp.CreateAK()
-			if err != nil {
-				b.Fatal(err)
-			}
 			mk := func(i int) ima.Entry {
 				h := sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(i >> 16)})
 				e, err := ima.NewNgEntry(10, "sha256", h[:], fmt.Sprintf("/usr/lib/file-%d", i))

@@ -21,6 +21,28 @@ import (
 	"github.com/ratatouille/rat/hub/store"
 )
 
+// simTPM opens the process's TPM simulator (one per process: the caller
+// closes tp before the next) with its EK and AK.
+func simTPM(tb testing.TB) (*tpm.TPM, *tpm.EK, *tpm.AK) {
+	tb.Helper()
+	sim, err := simulator.Get()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tp := tpm.New(transport.FromReadWriteCloser(sim))
+	ek, err := tp.CreateEK()
+	if err != nil {
+		tp.Close()
+		tb.Fatal(err)
+	}
+	ak, err := tp.CreateAK()
+	if err != nil {
+		tp.Close()
+		tb.Fatal(err)
+	}
+	return tp, ek, ak
+}
+
 // imaRig is a simulated TPM whose PCR 10 the test extends, with the
 // replay of what it extended (the hub's view of a device in good standing).
 type imaRig struct {
@@ -126,20 +148,8 @@ func failureIDs(o Outcome) []string {
 // quoted PCR 10 (an extra entry, or a shorter prefix that already matches)
 // makes the device UNTRUSTED; chunks must continue each other.
 func TestEvidenceIMA(t *testing.T) {
-	sim, err := simulator.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := tpm.New(transport.FromReadWriteCloser(sim))
+	tp, ek, ak := simTPM(t)
 	defer tp.Close()
-	ek, err := tp.CreateEK()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ak, err := tp.CreateAK()
-	if err != nil {
-		t.Fatal(err)
-	}
 	rp, err := ima.Resume(crypto.SHA256, nil, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -424,20 +434,8 @@ func TestIssueNonce(t *testing.T) {
 // the first still enrolls the device; a different request, or one after
 // the challenge expired, gets a new challenge and the old answer fails.
 func TestEnrollRepeated(t *testing.T) {
-	sim, err := simulator.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := tpm.New(transport.FromReadWriteCloser(sim))
+	tp, ek, ak := simTPM(t)
 	defer tp.Close()
-	ek, err := tp.CreateEK()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ak, err := tp.CreateAK()
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Unix(1_800_000_000, 0)
 	v := New(Config{AllowTOFUUnsafe: true, Now: func() time.Time { return now }})
 	req := func(release string) *protocol.Enroll {
