@@ -90,7 +90,8 @@ func BenchmarkWriteAmplification(b *testing.B) {
 	const fleet = 1000
 	for _, writers := range []int{1, 256} {
 		b.Run("writers="+strconv.Itoa(writers), func(b *testing.B) {
-			st, err := OpenBolt(filepath.Join(b.TempDir(), "s.db"))
+			path := filepath.Join(b.TempDir(), "s.db")
+			st, err := OpenBolt(path)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -117,13 +118,21 @@ func BenchmarkWriteAmplification(b *testing.B) {
 				wg.Add(1)
 				go func(w int) {
 					defer wg.Done()
-					for i := range next {
-						// Device i%fleet's next record; writers never share a
-						// device (the hub orders each device on one worker).
-						d := *devs[(i*writers+w)%fleet]
+					// Writer w owns devices w, w+writers, …: the hub orders
+					// each device on one worker. Each Save is its device's
+					// next record, appended after the ones before it.
+					var own []Device
+					for j := w; j < fleet; j += writers {
+						own = append(own, *devs[j])
+					}
+					for k := 0; ; k++ {
+						if _, ok := <-next; !ok {
+							return
+						}
+						d := &own[k%len(own)]
 						d.NextSeq++
 						d.NonceUsed, d.NonceNext = d.NonceNext, d.NonceNext+1
-						if err := st.Save(&d, nil, d.NextSeq, raw); err != nil {
+						if err := st.Save(d, nil, d.NextSeq, raw); err != nil {
 							errs <- err
 							return
 						}
@@ -138,6 +147,10 @@ func BenchmarkWriteAmplification(b *testing.B) {
 			}
 			w1, wb1 := procIO(b)
 			n := float64(b.N)
+			if fi, err := os.Stat(path); err == nil {
+				// The file's size per record: space amplification.
+				b.ReportMetric(float64(fi.Size())/n, "file-B/record")
+			}
 			b.ReportMetric(float64(w1-w0)/n, "wchar-B/record")
 			b.ReportMetric(float64(wb1-wb0)/n, "disk-B/record")
 			b.ReportMetric(float64(w1-w0)/n/float64(len(raw)), "wchar/evidence")
