@@ -143,6 +143,42 @@ func TestSelfIssued(t *testing.T) {
 	}
 }
 
+// A quote whose claims count more (or fewer) IMA entries than its PCR 10
+// covers: the replay holds, so the verdict stands, with a warning that names
+// the record and both counts (the hub reports the same event).
+func TestIMACountClaim(t *testing.T) {
+	fixtures(t)
+	for _, off := range []int{2, -1} {
+		f, err := simbundle.Build(realLog, t.TempDir(), simbundle.Options{EventLog: realEventLog, MiscountIMA: off})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := verify(t, encode(t, f, f.Records, false), trust(f)...)
+		if rep.Verdict != audit.Trusted {
+			t.Fatalf("miscount %d: verdict %s\n%s", off, rep.Verdict, dump(t, rep))
+		}
+		var warned []audit.Failure
+		for _, fl := range rep.Failures {
+			if fl.ID == failure.IMACountClaim {
+				warned = append(warned, fl)
+			}
+		}
+		if len(warned) != 1 || warned[0].Severity != failure.Warning || !strings.Contains(warned[0].Context, "claims say") {
+			t.Fatalf("miscount %d: count warnings %+v\n%s", off, warned, dump(t, rep))
+		}
+		if c, _ := rep.Check(audit.CheckIMAReplay); c.Result != audit.Pass || !strings.Contains(c.Detail, "claims say") {
+			t.Fatalf("miscount %d: ima replay %+v", off, c)
+		}
+	}
+	// The good fixture has no such warning.
+	g, _ := fixtures(t)
+	for _, fl := range verify(t, encode(t, g, g.Records, false), trust(g)...).Failures {
+		if fl.ID == failure.IMACountClaim {
+			t.Fatalf("good fixture: %s", fl)
+		}
+	}
+}
+
 // A bundle that starts in the middle of a boot: the replay is anchored at
 // the first quote's PCR 10, and the entries before it are neither proven
 // nor judged, so the verdict is INCONCLUSIVE, not TRUSTED, with nothing

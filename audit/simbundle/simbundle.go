@@ -73,6 +73,10 @@ type Options struct {
 	// SelfIssued makes an air-gapped device's bundle: no verifier nonces,
 	// each nonce derived from the previous quote and the sequence number.
 	SelfIssued bool
+	// MiscountIMA is added to the IMA count claimed by boot 1's third
+	// quote: the agent's count is off (as when the kernel kept measuring
+	// while it quoted), while the entries replay to the quoted PCR 10.
+	MiscountIMA int
 }
 
 // Build makes the fixture. dir receives the EK roots.
@@ -178,7 +182,11 @@ func Build(logPath, dir string, opt Options) (*Fixture, error) {
 			if err := a.extend(entries[done:c]); err != nil {
 				return nil, err
 			}
-			if err := a.quote(entries[done:c], uint64(done), uint64(c), "boot-1"); err != nil {
+			count := uint64(c)
+			if i == 2 {
+				count = uint64(c + opt.MiscountIMA)
+			}
+			if err := a.quote(entries[done:c], uint64(done), count, "boot-1"); err != nil {
 				return nil, err
 			}
 		}

@@ -78,6 +78,12 @@ const (
 	IMABufNotInAllowlist = "ima.validation.ima-buf.not_in_allowlist"
 	IMAViolation         = "ima.validation.violation"
 	IMALogTruncated      = "ima.log.truncated"
+	// IMACountClaim (ours; a warning): the claims' IMA count is not the
+	// number of entries the quoted PCR 10 covers. The kernel logs an entry
+	// before it extends PCR 10 and keeps measuring while the agent quotes,
+	// so after retries an agent may send the prefix the quote covers with
+	// the count it read; the replay, the TPM's word, decides.
+	IMACountClaim = "ima.claims.count_mismatch"
 	RuntimePolicyInvalid = "ima.policy.invalid"
 	RuntimePolicyMissing = "ima.policy.missing"
 	// IMARuntimePolicyHash is Keylime's id for "path listed, digest not allowed".

@@ -569,6 +569,12 @@ func (v *Verifier) Evidence(d *store.Device, raw []byte, m *protocol.Evidence, s
 	}
 	nd.BootID, nd.IMACount, nd.PCR10 = c.BootID, uint64(r.Count()), pcr10
 	nd.PendingIMA, nd.PendingStart = nil, 0
+	if c.IMACount != nd.IMACount {
+		// rat-audit reports the same: the claim is the agent's count, the
+		// replay to the quoted PCR 10 is what the TPM signed, and it holds.
+		events = append(events, failure.Event{ID: failure.IMACountClaim, Severity: failure.Warning,
+			Context: fmt.Sprintf("claims say %d IMA entries; the quoted PCR 10 covers %d", c.IMACount, nd.IMACount)})
+	}
 	nd.Release = c.Release
 	nd.NextSeq = m.Seq + 1
 	nd.QuotePrev = claims.QuoteDigest(m.Attest, m.Signature)

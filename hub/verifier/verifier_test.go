@@ -53,6 +53,8 @@ type imaRig struct {
 	rp     *ima.Replayer
 	next   int
 	v      *Verifier
+	// miscount is added to the IMA count the next quoted record claims.
+	miscount int
 }
 
 func (r *imaRig) entry() ima.Entry {
@@ -100,7 +102,7 @@ func (r *imaRig) device() *store.Device {
 // quoted is record seq quoting the simulator's PCRs now, carrying imaBytes
 // from entry start on.
 func (r *imaRig) quoted(d *store.Device, seq uint64, start uint64, imaBytes []byte) *protocol.Evidence {
-	c := claims.Claims{Nonce: d.Nonces[0].Value, UEID: claims.UEID(r.ek), BootID: "boot", Seq: seq, Prev: d.QuotePrev, IMACount: uint64(r.rp.Count())}
+	c := claims.Claims{Nonce: d.Nonces[0].Value, UEID: claims.UEID(r.ek), BootID: "boot", Seq: seq, Prev: d.QuotePrev, IMACount: uint64(r.rp.Count() + r.miscount)}
 	enc, err := c.Marshal()
 	if err != nil {
 		r.t.Fatal(err)
@@ -175,6 +177,7 @@ func TestEvidenceIMA(t *testing.T) {
 		extend, send func() []ima.Entry
 		start        int // IMAStart relative to the device's count (0 unless a gap is tested)
 		tamperHeld   bool
+		miscount     int // added to the claims' IMA count
 	}
 	for _, tc := range []struct {
 		name    string
@@ -188,6 +191,14 @@ func TestEvidenceIMA(t *testing.T) {
 			es := []ima.Entry{r.entry(), r.entry(), r.entry()}
 			return []step{{quoted: true, extend: func() []ima.Entry { return es }}}
 		}, state: store.Trusted, count: 3},
+		{name: "quoted delta, claims count one more", steps: func() []step {
+			es := []ima.Entry{r.entry(), r.entry()}
+			return []step{{quoted: true, extend: func() []ima.Entry { return es }, miscount: 1}}
+		}, state: store.Trusted, ids: []string{"warning:" + failure.IMACountClaim}, count: 2},
+		{name: "two chunks and a quote, claims count one fewer", steps: func() []step {
+			a, b := []ima.Entry{r.entry(), r.entry()}, []ima.Entry{r.entry()}
+			return []step{{extend: func() []ima.Entry { return a }}, {quoted: true, extend: func() []ima.Entry { return b }, miscount: -1}}
+		}, state: store.Trusted, ids: []string{"warning:" + failure.IMACountClaim}, count: 3},
 		{name: "empty delta", steps: func() []step {
 			return []step{{quoted: true, extend: func() []ima.Entry { return nil }}}
 		}, state: store.Trusted},
@@ -275,7 +286,9 @@ func TestEvidenceIMA(t *testing.T) {
 				}
 				var m *protocol.Evidence
 				if s.quoted {
+					r.miscount = s.miscount
 					m = r.quoted(d, d.NextSeq, start, ima.MarshalBinary(send))
+					r.miscount = 0
 				} else {
 					m = &protocol.Evidence{Seq: d.NextSeq, IMAStart: start, IMA: ima.MarshalBinary(send)}
 				}
@@ -296,7 +309,7 @@ func TestEvidenceIMA(t *testing.T) {
 			if out.Device.State != tc.state {
 				t.Fatalf("state %s, want %s", out.Device.State, tc.state)
 			}
-			if len(tc.ids) == 0 {
+			if tc.state == store.Trusted {
 				if got := int(out.Device.IMACount - before); got != tc.count {
 					t.Fatalf("verified %d entries, want %d", got, tc.count)
 				}
