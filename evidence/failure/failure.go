@@ -83,7 +83,7 @@ const (
 	// before it extends PCR 10 and keeps measuring while the agent quotes,
 	// so after retries an agent may send the prefix the quote covers with
 	// the count it read; the replay, the TPM's word, decides.
-	IMACountClaim = "ima.claims.count_mismatch"
+	IMACountClaim        = "ima.claims.count_mismatch"
 	RuntimePolicyInvalid = "ima.policy.invalid"
 	RuntimePolicyMissing = "ima.policy.missing"
 	// IMARuntimePolicyHash is Keylime's id for "path listed, digest not allowed".
