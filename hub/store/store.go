@@ -204,6 +204,13 @@ type Bolt struct {
 	// commits and grouped count transactions and the writes they
 	// carried (their ratio is the group size: TestGroupCommitOneCPU).
 	commits, grouped atomic.Uint64
+	// active caches the bActive bucket (group → digest of its active
+	// policy), which every quoted record reads. PutPolicy, its only
+	// writer, holds activeMu while it commits and then updates the cache,
+	// and a miss fills the cache under activeMu too, so a fill can never
+	// put back a digest a commit has replaced.
+	activeMu sync.Mutex
+	active   map[string]string
 }
 
 type commitReq struct {
@@ -311,7 +318,7 @@ func OpenBolt(path string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	s := &Bolt{db: db, reqs: make(chan commitReq, maxGroup)}
+	s := &Bolt{db: db, reqs: make(chan commitReq, maxGroup), active: map[string]string{}}
 	s.committed.Add(1)
 	go s.committer()
 	return s, nil
@@ -681,7 +688,9 @@ func (s *Bolt) EvidenceRecord(key string, seq uint64) ([]byte, error) {
 
 // PutPolicy stores a policy version.
 func (s *Bolt) PutPolicy(p *Policy) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	s.activeMu.Lock()
+	defer s.activeMu.Unlock()
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		gb, err := tx.Bucket(bPolicies).CreateBucketIfNotExists([]byte(p.Group))
 		if err != nil {
 			return err
@@ -716,6 +725,10 @@ func (s *Bolt) PutPolicy(p *Policy) error {
 		}
 		return nil
 	})
+	if err == nil && p.Status == "active" {
+		s.active[p.Group] = p.Digest
+	}
+	return err
 }
 
 // ActivePolicy returns the group's active policy.
@@ -743,6 +756,11 @@ func (s *Bolt) ActivePolicy(group string) (*Policy, error) {
 // ActiveDigest returns the digest of the group's active policy without
 // reading the policy itself (the hub checks it on every quote).
 func (s *Bolt) ActiveDigest(group string) (string, error) {
+	s.activeMu.Lock()
+	defer s.activeMu.Unlock()
+	if d, ok := s.active[group]; ok {
+		return d, nil
+	}
 	var d string
 	err := s.db.View(func(tx *bolt.Tx) error {
 		cur := tx.Bucket(bActive).Get([]byte(group))
@@ -752,6 +770,9 @@ func (s *Bolt) ActiveDigest(group string) (string, error) {
 		d = string(cur)
 		return nil
 	})
+	if err == nil {
+		s.active[group] = d
+	}
 	return d, err
 }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -236,4 +237,56 @@ func TestBriefsOldFormat(t *testing.T) {
 	}
 	check("saved again", false)
 	st.Close()
+}
+
+// TestActiveDigest follows the group's active policy through activations,
+// a rejected version (which changes nothing) and a reopen of the file: the
+// digest the hub checks every quote against is always the newest active
+// one, cached or not.
+func TestActiveDigest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ActiveDigest("g"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("no policy yet: %v", err)
+	}
+	now := time.Now().UTC()
+	steps := []struct {
+		p    Policy
+		want string
+	}{
+		{Policy{Group: "g", Digest: "sha256:aa", Status: "active", Activated: now}, "sha256:aa"},
+		{Policy{Group: "g", Digest: "sha256:bb", Status: "active", Activated: now}, "sha256:bb"},
+		{Policy{Group: "g", Digest: "sha256:cc", Status: "rejected", Activated: now}, "sha256:bb"},
+		{Policy{Group: "h", Digest: "sha256:dd", Status: "active", Activated: now}, "sha256:bb"},
+		{Policy{Group: "g", Digest: "sha256:aa", Status: "active", Activated: now}, "sha256:aa"},
+	}
+	for i, s := range steps {
+		if err := st.PutPolicy(&s.p); err != nil {
+			t.Fatal(err)
+		}
+		for _, read := range []string{"first", "cached"} {
+			if got, err := st.ActiveDigest("g"); err != nil || got != s.want {
+				t.Fatalf("step %d, %s read: %q, %v; want %q", i, read, got, err, s.want)
+			}
+		}
+		if p, err := st.ActivePolicy("g"); err != nil || p.Digest != s.want {
+			t.Fatalf("step %d: ActivePolicy %+v, %v", i, p, err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for g, want := range map[string]string{"g": "sha256:aa", "h": "sha256:dd"} {
+		if got, err := st.ActiveDigest(g); err != nil || got != want {
+			t.Fatalf("reopened, group %s: %q, %v; want %q", g, got, err, want)
+		}
+	}
 }
