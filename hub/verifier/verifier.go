@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,11 @@ type Verifier struct {
 	nAK atomic.Int64
 	// required is the quote option for cfg.PCRs, made once.
 	required quote.Option
+	// macs holds HMAC-SHA256 states keyed with cfg.NonceKey: a Reset
+	// state restores the keyed pads, where hmac.New hashes the key into
+	// them again (two of the four SHA-256 blocks of a nonce, and its
+	// allocations, twice per quoted record).
+	macs sync.Pool
 }
 
 // maxCachedAKs bounds the AK cache (one entry per active device).
@@ -130,7 +136,9 @@ func New(cfg Config) *Verifier {
 			panic("verifier: no randomness: " + err.Error())
 		}
 	}
-	return &Verifier{cfg: cfg, pending: map[string]*challenge{}, required: quote.WithRequiredPCRs(quote.AlgSHA256, cfg.PCRs...)}
+	v := &Verifier{cfg: cfg, pending: map[string]*challenge{}, required: quote.WithRequiredPCRs(quote.AlgSHA256, cfg.PCRs...)}
+	v.macs.New = func() any { return hmac.New(sha256.New, v.cfg.NonceKey) }
+	return v
 }
 
 // Outcome is the result of one message.
@@ -302,7 +310,7 @@ func (v *Verifier) Activate(d *store.Device, fleet, id string, m *protocol.Activ
 // nonce of its earlier chain, for which it could have kept a quote; the
 // numbers also continue across a new chain (Activate).
 //
-// so the hub checks one by computing it again, and a device record holds
+// The hub checks a nonce by computing it again, so a device record holds
 // only the number of the newest nonce issued (NonceNext) and of the nonce
 // its last accepted quote used (NonceUsed), not a window of 64 random
 // values (≈ 2.5 KB of every device record, rewritten with every record,
@@ -315,7 +323,9 @@ const nonceLabel = "ratatouille hub nonce v1\x00"
 
 // nonceAt is nonce number idx of device d.
 func (v *Verifier) nonceAt(d *store.Device, idx uint64) []byte {
-	m := hmac.New(sha256.New, v.cfg.NonceKey)
+	m := v.macs.Get().(hash.Hash)
+	defer v.macs.Put(m)
+	m.Reset()
 	m.Write([]byte(nonceLabel))
 	m.Write([]byte(d.Key))
 	var b [17]byte
