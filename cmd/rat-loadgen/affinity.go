@@ -7,12 +7,34 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// parseCPUs reads a CPU list such as "1", "0,1" or "2-3".
+// parseCPUs reads a CPU list such as "1", "0,1" or "2-3" of this
+// machine's CPUs.
 func parseCPUs(s string) ([]int, error) {
+	cpus, err := parseCPUList(s)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cpus {
+		if c >= runtime.NumCPU() {
+			return nil, fmt.Errorf("cpu list %q: CPUs are 0..%d", s, runtime.NumCPU()-1)
+		}
+	}
+	return cpus, nil
+}
+
+// maxCPUs is what a unix.CPUSet holds (CPU_SETSIZE).
+const maxCPUs = int(unsafe.Sizeof(unix.CPUSet{})) * 8
+
+// parseCPUList reads a CPU list without bounding it by runtime.NumCPU,
+// which counts only the CPUs a process may run on when it starts: a child
+// started by a pinned generator sees one CPU, and the kernel refuses a CPU
+// that does not exist anyway.
+func parseCPUList(s string) ([]int, error) {
 	var cpus []int
 	for _, part := range strings.Split(s, ",") {
 		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
@@ -26,8 +48,8 @@ func parseCPUs(s string) ([]int, error) {
 				return nil, fmt.Errorf("cpu list %q: %w", s, err)
 			}
 		}
-		if a < 0 || b < a || b >= runtime.NumCPU() {
-			return nil, fmt.Errorf("cpu list %q: CPUs are 0..%d", s, runtime.NumCPU()-1)
+		if a < 0 || b < a || b >= maxCPUs {
+			return nil, fmt.Errorf("cpu list %q: not a list of CPUs", s)
 		}
 		for c := a; c <= b; c++ {
 			cpus = append(cpus, c)

@@ -10,9 +10,17 @@ import (
 	"time"
 )
 
-// TestMain lets the test binary be the hub child, as the rat-loadgen binary
-// is (-hub child runs os.Executable() hub ...).
+// TestMain lets the test binary be the hub and calibration children, as the
+// rat-loadgen binary is (-hub child runs os.Executable() hub ..., and then
+// os.Executable() calibrate ... before and after the run).
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "calibrate" {
+		if err := calibrateMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "calibrate:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if len(os.Args) > 1 && os.Args[1] == "hub" {
 		if err := hubMain(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "hub:", err)
@@ -71,6 +79,10 @@ func TestSmoke(t *testing.T) {
 			}
 			if int(r.Trusted) != r.Sent {
 				t.Fatalf("%d of %d acks TRUSTED (%s)", r.Trusted, r.Sent, r.FirstProblem)
+			}
+			// A hub child is calibrated on its CPUs before and after the run.
+			if calibrated := r.BareBefore > 0 && r.BareAfter > 0 && r.BareVerify > 0; calibrated != (tc.hub == "child") {
+				t.Fatalf("hub %s: bare verify calibrated %v, %v", tc.hub, r.BareBefore, r.BareAfter)
 			}
 		})
 	}

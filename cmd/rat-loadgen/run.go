@@ -84,6 +84,10 @@ type result struct {
 	GenCPU                      time.Duration // this process's CPU during the run (generator, plus the hub when in-process)
 	HubCPU                      time.Duration // the hub process's CPU during the run, when it is a child
 	BrokerCPU                   time.Duration // the external broker's CPU, when known
+	// BareBefore and BareAfter are the CPU of one bare ECDSA P-256
+	// verification on the hub's CPUs just before and after the run
+	// (calibrate.go); BareVerify is their mean.
+	BareBefore, BareAfter, BareVerify time.Duration
 }
 
 // publishAll sends every device's records. rate > 0: open loop, records
