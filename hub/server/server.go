@@ -64,6 +64,11 @@ type Config struct {
 	// rolling-out → complete until they report the release (false: only
 	// devices that attest count; hub/server autorollout.go).
 	ReleaseWaitStale bool
+	// EvidenceRetention, when positive, makes the hub delete evidence
+	// records older than this (by device time) every hour, except those
+	// of each device's current boot (retention.go). Zero keeps every
+	// record: the store then grows by every accepted record, ≈ 1 KB each.
+	EvidenceRetention time.Duration
 	// Key is the hub's signing key: it signs AK bindings at enrollment
 	// and exported bundles.
 	Key     *export.Key
@@ -240,6 +245,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.wg.Add(1)
 	go s.staleLoop()
+	if cfg.EvidenceRetention > 0 {
+		s.wg.Add(1)
+		go s.retentionLoop()
+	}
 	return s, nil
 }
 

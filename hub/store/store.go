@@ -152,6 +152,9 @@ type Store interface {
 	// Evidence calls fn for each stored record of key with seq in [from, to].
 	Evidence(key string, from, to uint64, fn func(seq uint64, raw []byte) error) error
 	EvidenceRecord(key string, seq uint64) ([]byte, error)
+	// DeleteEvidence removes key's evidence records with seq < before and
+	// says how many it removed (retention: hub/server retention.go).
+	DeleteEvidence(key string, before uint64) (int, error)
 	// PutPolicy stores p; if p is active, the group's previous active
 	// policy becomes superseded.
 	PutPolicy(p *Policy) error
@@ -684,6 +687,46 @@ func (s *Bolt) EvidenceRecord(key string, seq uint64) ([]byte, error) {
 		return nil
 	})
 	return out, err
+}
+
+// maxDeletes bounds the records one DeleteEvidence commit removes, so a
+// first prune of a long history does not build one huge transaction while
+// the devices' writes wait behind it.
+const maxDeletes = 2048
+
+// DeleteEvidence removes key's records with seq < before, oldest first, in
+// commits of at most maxDeletes records shared with the devices' writes.
+func (s *Bolt) DeleteEvidence(key string, before uint64) (int, error) {
+	total := 0
+	for {
+		n, more := 0, false
+		err := s.write(func(tx *bolt.Tx) error {
+			n, more = 0, false
+			xb := tx.Bucket(bEvidence).Bucket([]byte(key))
+			if xb == nil {
+				return nil
+			}
+			c := xb.Cursor()
+			for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < before; k, _ = c.First() {
+				if n == maxDeletes {
+					more = true
+					return nil
+				}
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("store: delete evidence of %s before %d: %w", key, before, err)
+		}
+		total += n
+		if !more {
+			return total, nil
+		}
+	}
 }
 
 // PutPolicy stores a policy version.

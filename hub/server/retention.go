@@ -1,0 +1,122 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ratatouille/rat/evidence/protocol"
+)
+
+// retentionEvery is how often the hub prunes evidence when
+// Config.EvidenceRetention is set.
+const retentionEvery = time.Hour
+
+// PruneResult says what one retention pass removed.
+type PruneResult struct {
+	Devices, Records int
+}
+
+var errStopScan = errors.New("stop")
+
+// PruneEvidence removes, for every device, the evidence records older than
+// Config.EvidenceRetention before now, by their device time, oldest first.
+// What it removes is always a prefix of the device's chain, and whole
+// quotes with the IMA chunks that went before them, so what is left still
+// exports as an unbroken chain (an audit of it starts where the prefix
+// ends, as for any bundle that starts mid-chain). It never removes a record
+// of the device's current boot, however old: the boot's measurement list
+// from entry 0 is what lets an auditor replay PCR 10 and judge every entry
+// of the boot, so a device that runs for longer than the retention keeps
+// its whole boot until it reboots. A record without a device time ends the
+// pass for its device (it is kept). With no retention set it removes
+// nothing.
+func (s *Server) PruneEvidence(now time.Time) (PruneResult, error) {
+	var res PruneResult
+	if s.cfg.EvidenceRetention <= 0 {
+		return res, nil
+	}
+	cutoff := now.Add(-s.cfg.EvidenceRetention)
+	briefs, err := s.briefs()
+	if err != nil {
+		return res, fmt.Errorf("server: retention: list devices: %w", err)
+	}
+	var firstErr error
+	for _, b := range briefs {
+		n, err := s.pruneDevice(b.Key, cutoff)
+		if err != nil {
+			s.log.Warn("evidence retention", "device", b.Key, "err", err)
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if n > 0 {
+			res.Devices++
+			res.Records += n
+		}
+	}
+	return res, firstErr
+}
+
+// pruneDevice removes key's records before cutoff (PruneEvidence).
+func (s *Server) pruneDevice(key string, cutoff time.Time) (int, error) {
+	// The cached copy, else the stored record; never put into the cache
+	// from here (only the device's worker writes it).
+	d := s.devs.get(key)
+	if d == nil {
+		var err error
+		if d, err = s.st.Device(key); err != nil {
+			return 0, err
+		}
+	}
+	if d.BootStartSeq <= 1 {
+		return 0, nil // the current boot holds every record
+	}
+	var before uint64 // one past the last quoted record that may go
+	err := s.st.Evidence(key, 0, d.BootStartSeq-1, func(seq uint64, raw []byte) error {
+		var e protocol.Evidence
+		if err := protocol.Unmarshal(raw, &e); err != nil {
+			return fmt.Errorf("record %d: %w", seq, err)
+		}
+		if e.Time == 0 || !time.Unix(e.Time, 0).Before(cutoff) {
+			return errStopScan
+		}
+		if e.Quoted() {
+			before = seq + 1
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopScan) {
+		return 0, err
+	}
+	if before == 0 {
+		return 0, nil
+	}
+	return s.st.DeleteEvidence(key, before)
+}
+
+// retentionLoop prunes evidence every retentionEvery, the first time a
+// minute after the start (not during it: the hub is busiest reconnecting
+// its devices then).
+func (s *Server) retentionLoop() {
+	defer s.wg.Done()
+	wait := time.Minute
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = retentionEvery
+		t0 := time.Now()
+		res, err := s.PruneEvidence(t0)
+		if err != nil {
+			s.log.Warn("evidence retention pass incomplete", "err", err)
+		}
+		if res.Records > 0 {
+			s.log.Info("evidence retention", "devices", res.Devices, "records", res.Records,
+				"older than", t0.Add(-s.cfg.EvidenceRetention).UTC().Format(time.RFC3339), "took", time.Since(t0).Round(time.Millisecond))
+		}
+	}
+}
