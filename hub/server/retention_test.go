@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ratatouille/rat/audit"
 	"github.com/ratatouille/rat/evidence/protocol"
+	"github.com/ratatouille/rat/hub/export"
 	"github.com/ratatouille/rat/hub/store"
 	"github.com/ratatouille/rat/hub/verifier"
 )
@@ -108,5 +111,84 @@ func TestPruneEvidence(t *testing.T) {
 				t.Fatalf("second pass: %+v, %v", res, err)
 			}
 		})
+	}
+}
+
+// TestRetentionExportAudits: a device's first boot ages out and is pruned;
+// what is left, its current boot from IMA entry 0, exports and is TRUSTED
+// for rat-audit's verifier with the hub's key pinned and only what this
+// setup cannot give waived (the simulator has no EK certificate or
+// firmware log; the policy is unsigned here).
+func TestRetentionExportAudits(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.OpenBolt(filepath.Join(dir, "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	hubKey, err := export.LoadOrCreateKey(filepath.Join(dir, "hub-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start(context.Background(), Config{Store: st, Key: hubKey, Verifier: verifier.Config{AllowTOFUUnsafe: true}, EmbeddedAddr: "127.0.0.1:0",
+		AllowUnsignedPoliciesUnsafe: true, StaleAfter: time.Hour, EvidenceRetention: 24 * time.Hour, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	d := newWireDevice(t, s, "dev")
+	d.measure("/usr/bin/ok", "ok")
+	if _, err := s.SetPolicy("g", policyFor(t, d), nil, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	d.enroll("g")
+	send := func(boot string, fromZero bool) uint64 {
+		t.Helper()
+		raw := relRecord(d, boot, "", fromZero)
+		ack := d.send(raw)
+		if ack.Rejected || ack.State != store.Trusted {
+			t.Fatalf("%s record %d: %+v", boot, d.seq, ack)
+		}
+		seq := d.seq
+		d.acceptRaw(raw, ack)
+		return seq
+	}
+	for i := 0; i < 3; i++ {
+		send("boot-1", false)
+	}
+	var boot2 []uint64
+	boot2 = append(boot2, send("boot-2", true))
+	for i := 0; i < 2; i++ {
+		d.measure("/usr/bin/ok", "ok")
+		boot2 = append(boot2, send("boot-2", false))
+	}
+	// Two days on, with a day's retention: every record is older than
+	// that, and only the first boot may go.
+	res, err := s.PruneEvidence(time.Now().Add(48 * time.Hour))
+	if err != nil || res.Records != 3 {
+		t.Fatalf("pruned %+v, %v; want the 3 records of boot-1", res, err)
+	}
+	var left []uint64
+	if err := st.Evidence("default/dev", 0, ^uint64(0), func(seq uint64, _ []byte) error { left = append(left, seq); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(left, boot2) {
+		t.Fatalf("left %v, want boot-2's %v", left, boot2)
+	}
+	var buf bytes.Buffer
+	if err := export.Write(&buf, st, "default/dev", export.Options{Hub: "test", Key: hubKey}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(bytes.NewReader(buf.Bytes()), audit.WithHubKey(hubKey.Public()),
+		audit.Waive(audit.CheckEKCert, "the TPM simulator has no EK certificate"),
+		audit.Waive(audit.CheckEventLog, "the TPM simulator has no firmware"),
+		audit.Waive(audit.CheckPolicySignature, "this hub takes unsigned policies"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Verdict != audit.Trusted || rep.Quotes != len(boot2) {
+		var out bytes.Buffer
+		rep.WriteText(&out)
+		t.Fatalf("verdict %s over %d quotes, want TRUSTED over %d\n%s", rep.Verdict, rep.Quotes, len(boot2), out.String())
 	}
 }
