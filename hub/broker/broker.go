@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -44,6 +45,7 @@ type Broker struct {
 	srv *mqtt.Server
 	l   *listeners.TCP
 	tl  *listeners.TCP
+	acl *acl
 }
 
 // Start starts the broker.
@@ -57,7 +59,8 @@ func Start(cfg Config) (*Broker, error) {
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: log})
 	// Bound packets a little above the protocol's message bound.
 	srv.Options.Capabilities.MaximumPacketSize = protocol.MaxMessage + 4096
-	if err := srv.AddHook(&acl{cfg: cfg}, nil); err != nil {
+	a := &acl{cfg: cfg}
+	if err := srv.AddHook(a, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	l := listeners.NewTCP(listeners.Config{ID: "rat", Address: cfg.Addr})
@@ -76,7 +79,7 @@ func Start(cfg Config) (*Broker, error) {
 			log.Error("broker stopped", "err", err)
 		}
 	}()
-	return &Broker{srv: srv, l: l, tl: tl}, nil
+	return &Broker{srv: srv, l: l, tl: tl, acl: a}, nil
 }
 
 // Addr is the address of the plain listener.
@@ -107,6 +110,19 @@ func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte))
 	return nil
 }
 
+// Intercept hands every message a device publishes, once the ACL has let
+// it through, to fn instead of to the broker's subscribers: fn runs in the
+// device's connection goroutine, so a device's messages reach it one at a
+// time and in their order, and must copy payload to keep it. A device may
+// publish only on its own evidence topics of the hub's fleet, which only
+// the hub reads, so routing them through the topic index (a walk and a set
+// of maps per message) found the hub every time; with Intercept set, a
+// network client subscribed to device topics (one logged in as the hub)
+// gets none. Messages before the first call are routed as usual.
+func (b *Broker) Intercept(fn func(topic string, payload []byte)) {
+	b.acl.intercept.Store(&fn)
+}
+
 // Publish sends payload on topic as the hub (the inline client, which the
 // ACL does not restrict), not retained, at qos (0 or 1; a subscriber gets
 // the lower of it and its own).
@@ -119,13 +135,26 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte) error {
 
 type acl struct {
 	mqtt.HookBase
-	cfg Config
+	cfg       Config
+	intercept atomic.Pointer[func(topic string, payload []byte)]
 }
 
 func (a *acl) ID() string { return "rat-acl" }
 
 func (a *acl) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPublish
+}
+
+// OnPublish runs after the ACL check of a client's PUBLISH: a device's is
+// handed to the Intercept function and not routed further
+// (CodeSuccessIgnore: the broker still acknowledges it at its QoS).
+func (a *acl) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	fn := a.intercept.Load()
+	if fn == nil || cl.Net.Inline || string(cl.Properties.Username) == HubUser {
+		return pk, nil
+	}
+	(*fn)(pk.TopicName, pk.Payload)
+	return pk, packets.CodeSuccessIgnore
 }
 
 func (a *acl) denied(user, topic, why string) {

@@ -78,17 +78,37 @@ func TestConnectAuth(t *testing.T) {
 // TestInline: the inline client receives each device's messages in order
 // and only from the device's own topics, and its publishes reach the
 // device at QoS 1.
+// TestInline: the hub in this process gets every message a device may
+// publish, in order, through an inline subscription or through Intercept,
+// and nothing the ACL refuses; its replies reach the device at their QoS.
 func TestInline(t *testing.T) {
+	for _, mode := range []string{"subscribe", "intercept"} {
+		t.Run(mode, func(t *testing.T) { testInline(t, mode) })
+	}
+}
+
+func testInline(t *testing.T, mode string) {
 	b, denied := startBroker(t, "")
 	type got struct{ topic, payload string }
 	var mu sync.Mutex
 	var recv []got
-	if err := b.Subscribe(protocol.Prefix+"/dt/f1/+/+", func(topic string, payload []byte) {
+	hub := func(topic string, payload []byte) {
 		mu.Lock()
 		recv = append(recv, got{topic, string(payload)})
 		mu.Unlock()
-	}); err != nil {
-		t.Fatal(err)
+	}
+	switch mode {
+	case "subscribe":
+		if err := b.Subscribe(protocol.Prefix+"/dt/f1/+/+", hub); err != nil {
+			t.Fatal(err)
+		}
+	case "intercept":
+		b.Intercept(hub)
+		// A subscriber to the same topics gets nothing: Intercept takes
+		// device messages past the topic index.
+		if err := b.Subscribe(protocol.Prefix+"/dt/f1/+/+", func(topic string, _ []byte) { t.Errorf("routed past Intercept: %s", topic) }); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c, err := connect(b, "edge-1", "edge-1", "")
 	if err != nil {

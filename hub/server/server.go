@@ -231,10 +231,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// answer it at once.
 	if s.broker != nil {
 		s.link = wrapLink(inlineLink{s.broker})
-		if err := s.broker.Subscribe(sub, s.onMessage); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("server: %w", err)
-		}
+		// Device messages come straight from the broker's ACL hook (the
+		// topic index would only ever find the hub for them).
+		s.broker.Intercept(s.onMessage)
 	} else {
 		l := newPahoLink(cfg, sub, s.onMessage, s.log)
 		s.link = wrapLink(l)
