@@ -43,10 +43,20 @@ func TestDeviceRecordEncoding(t *testing.T) {
 	}
 	// A record written as JSON by an older hub, which kept no briefs: the
 	// store is reopened without its briefs bucket, which the open rebuilds.
+	// And a CBOR record written whole, identity included, by a hub before
+	// identities were kept apart.
 	legacy := fullDevice("default/old")
 	lj, _ := json.Marshal(legacy)
+	whole := fullDevice("default/whole")
+	wv, err := encodeDevice(whole)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := st.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.DeleteBucket(bBriefs); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bDevices).Put([]byte(whole.Key), wv); err != nil {
 			return err
 		}
 		return tx.Bucket(bDevices).Put([]byte(legacy.Key), lj)
@@ -60,7 +70,11 @@ func TestDeviceRecordEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	for _, d := range []*Device{want, legacy} {
+	all, err := st.Devices()
+	if err != nil || len(all) != 3 {
+		t.Fatalf("Devices: %d, %v", len(all), err)
+	}
+	for _, d := range []*Device{want, legacy, whole} {
 		got, err := st.Device(d.Key)
 		if err != nil {
 			t.Fatal(err)
@@ -71,8 +85,63 @@ func TestDeviceRecordEncoding(t *testing.T) {
 			t.Errorf("%s read back differs:\n%s\n%s", d.Key, a, b)
 		}
 	}
+	for _, got := range all {
+		var d *Device
+		switch got.Key {
+		case want.Key:
+			d = want
+		case legacy.Key:
+			d = legacy
+		case whole.Key:
+			d = whole
+		}
+		a, _ := json.Marshal(d)
+		b, _ := json.Marshal(&got)
+		if !bytes.Equal(a, b) {
+			t.Errorf("Devices: %s differs:\n%s\n%s", got.Key, a, b)
+		}
+	}
+	// Saved now, identities go apart: the record holds none of it, and
+	// both read back whole.
+	for _, d := range []*Device{legacy, whole} {
+		if err := st.Save(d, nil, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.Device(d.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := json.Marshal(d)
+		b, _ := json.Marshal(got)
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s after its save differs:\n%s\n%s", d.Key, a, b)
+		}
+	}
+	if err := st.db.View(func(tx *bolt.Tx) error {
+		var rec storedDevice
+		if err := decodeDevice(tx.Bucket(bDevices).Get([]byte(whole.Key)), &rec); err != nil {
+			return err
+		}
+		if d := rec.Device; !rec.IdentityApart || d.EKPublic != nil || d.EKCerts != nil || d.AKPublic != nil || d.Binding != nil || d.EKIssuer != "" || !d.EnrolledAt.IsZero() {
+			t.Errorf("identity not apart: %+v", rec)
+		}
+		if tx.Bucket(bIdentity).Get([]byte(whole.Key)) == nil {
+			t.Error("no identity record")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A new identity (re-enrollment with another AK) replaces the old one.
+	whole.AKPublic, whole.EKVerified = []byte{9, 9, 9}, false
+	if err := st.Save(whole, nil, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.Device(whole.Key); err != nil || !bytes.Equal(got.AKPublic, whole.AKPublic) || got.EKVerified {
+		t.Fatalf("new identity: %+v, %v", got, err)
+	}
 	briefs, err := st.Briefs()
-	if err != nil || len(briefs) != 2 {
+	if err != nil || len(briefs) != 3 {
 		t.Fatalf("briefs: %v %d", err, len(briefs))
 	}
 	for _, b := range briefs {
