@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/ratatouille/rat/evidence/protocol"
+	"github.com/ratatouille/rat/hub/store"
 )
 
 // retentionEvery is how often the hub prunes evidence when
 // Config.EvidenceRetention is set.
 const retentionEvery = time.Hour
 
-// PruneResult says what one retention pass removed.
+// PruneResult says what one retention pass removed: Records, from Devices.
 type PruneResult struct {
 	Devices, Records int
 }
@@ -42,8 +43,9 @@ func (s *Server) PruneEvidence(now time.Time) (PruneResult, error) {
 		return res, fmt.Errorf("server: retention: list devices: %w", err)
 	}
 	var firstErr error
+	var cuts []store.EvidenceCut
 	for _, b := range briefs {
-		n, err := s.pruneDevice(b.Key, cutoff)
+		before, err := s.pruneCut(b.Key, cutoff)
 		if err != nil {
 			s.log.Warn("evidence retention", "device", b.Key, "err", err)
 			if firstErr == nil {
@@ -51,16 +53,21 @@ func (s *Server) PruneEvidence(now time.Time) (PruneResult, error) {
 			}
 			continue
 		}
-		if n > 0 {
-			res.Devices++
-			res.Records += n
+		if before > 0 {
+			cuts = append(cuts, store.EvidenceCut{Key: b.Key, Before: before})
 		}
+	}
+	n, err := s.st.DeleteEvidence(cuts)
+	res.Devices, res.Records = len(cuts), n
+	if err != nil {
+		return res, fmt.Errorf("server: retention: %w", err)
 	}
 	return res, firstErr
 }
 
-// pruneDevice removes key's records before cutoff (PruneEvidence).
-func (s *Server) pruneDevice(key string, cutoff time.Time) (int, error) {
+// pruneCut is where key's records before cutoff end (PruneEvidence): one
+// past the last quoted record that may go, or 0 if none may.
+func (s *Server) pruneCut(key string, cutoff time.Time) (uint64, error) {
 	// The cached copy, else the stored record; never put into the cache
 	// from here (only the device's worker writes it).
 	d := s.devs.get(key)
@@ -73,7 +80,7 @@ func (s *Server) pruneDevice(key string, cutoff time.Time) (int, error) {
 	if d.BootStartSeq <= 1 {
 		return 0, nil // the current boot holds every record
 	}
-	var before uint64 // one past the last quoted record that may go
+	var before uint64
 	err := s.st.Evidence(key, 0, d.BootStartSeq-1, func(seq uint64, raw []byte) error {
 		var e protocol.Evidence
 		if err := protocol.Unmarshal(raw, &e); err != nil {
@@ -90,10 +97,7 @@ func (s *Server) pruneDevice(key string, cutoff time.Time) (int, error) {
 	if err != nil && !errors.Is(err, errStopScan) {
 		return 0, err
 	}
-	if before == 0 {
-		return 0, nil
-	}
-	return s.st.DeleteEvidence(key, before)
+	return before, nil
 }
 
 // retentionLoop prunes evidence every retentionEvery, the first time a

@@ -359,3 +359,53 @@ func TestActiveDigest(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteEvidence cuts three devices' evidence in one call, across
+// several commits (more than maxDeletes records in all, one device alone
+// more than a commit): exactly the records below each cut go, a device
+// without evidence and a cut below everything are passed over.
+func TestDeleteEvidence(t *testing.T) {
+	st, err := OpenBolt(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	counts := map[string]int{"default/a": maxDeletes + 500, "default/b": 10, "default/c": maxDeletes}
+	for key, n := range counts {
+		d := &Device{Key: key, ID: key[len("default/"):], Fleet: "default", State: Trusted}
+		if err := st.write(func(tx *bolt.Tx) error {
+			xb, err := tx.Bucket(bEvidence).CreateBucketIfNotExists([]byte(key))
+			if err != nil {
+				return err
+			}
+			for seq := 1; seq <= n; seq++ {
+				if err := xb.Put(u64(uint64(seq)), []byte{byte(seq)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Save(d, nil, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cuts := []EvidenceCut{{"default/a", maxDeletes + 101}, {"default/none", 50}, {"default/b", 1}, {"default/c", maxDeletes}}
+	n, err := st.DeleteEvidence(cuts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := maxDeletes + 100 + maxDeletes - 1; n != want {
+		t.Fatalf("deleted %d, want %d", n, want)
+	}
+	for key, first := range map[string]uint64{"default/a": maxDeletes + 101, "default/b": 1, "default/c": maxDeletes} {
+		var seqs []uint64
+		if err := st.Evidence(key, 0, ^uint64(0), func(seq uint64, _ []byte) error { seqs = append(seqs, seq); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if len(seqs) == 0 || seqs[0] != first || seqs[len(seqs)-1] != uint64(counts[key]) || len(seqs) != counts[key]-int(first)+1 {
+			t.Fatalf("%s: %d records left, from %v", key, len(seqs), seqs[:min(3, len(seqs))])
+		}
+	}
+}
