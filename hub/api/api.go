@@ -428,6 +428,7 @@ func (a *API) metrics(w http.ResponseWriter, _ *http.Request) {
 		{"rat_hub_messages_malformed_total", "Messages that did not decode.", m.Malformed.Load()},
 		{"rat_hub_untrusted_total", "Transitions to UNTRUSTED.", m.Untrusted.Load()},
 		{"rat_hub_broker_denied_total", "Connects, publishes and subscribes the embedded broker refused.", m.Denied.Load()},
+		{"rat_hub_evidence_pruned_total", "Evidence records deleted by the retention (--evidence-retention).", m.Pruned.Load()},
 	}
 	for _, c := range counters {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", c.name, c.help, c.name, c.name, c.v)

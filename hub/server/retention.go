@@ -59,6 +59,7 @@ func (s *Server) PruneEvidence(now time.Time) (PruneResult, error) {
 	}
 	n, err := s.st.DeleteEvidence(cuts)
 	res.Devices, res.Records = len(cuts), n
+	s.Metrics.Pruned.Add(uint64(n))
 	if err != nil {
 		return res, fmt.Errorf("server: retention: %w", err)
 	}

@@ -106,6 +106,9 @@ func TestPruneEvidence(t *testing.T) {
 			if gone := len(tc.recs) - len(tc.want); res.Records != gone || (gone > 0) != (res.Devices == 1) {
 				t.Fatalf("pass removed %d records of %d devices, want %d", res.Records, res.Devices, gone)
 			}
+			if got := s.Metrics.Pruned.Load(); got != uint64(res.Records) {
+				t.Fatalf("pruned counter %d, want %d", got, res.Records)
+			}
 			// A second pass finds nothing more.
 			if res, err := s.PruneEvidence(now); err != nil || res.Records != 0 {
 				t.Fatalf("second pass: %+v, %v", res, err)

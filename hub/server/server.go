@@ -127,6 +127,8 @@ type msg struct {
 // Metrics are the hub's counters (exposed at /metrics by hub/api).
 type Metrics struct {
 	Messages, Rejected, Verified, Untrusted, Duplicates, Malformed, Denied atomic.Uint64
+	// Pruned counts evidence records the retention deleted.
+	Pruned atomic.Uint64
 }
 
 // Start starts the hub.
