@@ -20,8 +20,10 @@ type PruneResult struct {
 
 var errStopScan = errors.New("stop")
 
-// PruneEvidence removes, for every device, the evidence records older than
-// Config.EvidenceRetention before now, by their device time, oldest first.
+// PruneEvidence removes, for every device, the evidence records the hub
+// stored more than Config.EvidenceRetention before now, oldest first (by
+// the store's stamp, not the device's clock, which is the device's word; a
+// record stored before stamps goes by its device time).
 // What it removes is always a prefix of the device's chain, and whole
 // quotes with the IMA chunks that went before them, so what is left still
 // exports as an unbroken chain (an audit of it starts where the prefix
@@ -29,9 +31,8 @@ var errStopScan = errors.New("stop")
 // of the device's current boot, however old: the boot's measurement list
 // from entry 0 is what lets an auditor replay PCR 10 and judge every entry
 // of the boot, so a device that runs for longer than the retention keeps
-// its whole boot until it reboots. A record without a device time ends the
-// pass for its device (it is kept). With no retention set it removes
-// nothing.
+// its whole boot until it reboots. A record with neither time ends the pass
+// for its device (it is kept). With no retention set it removes nothing.
 func (s *Server) PruneEvidence(now time.Time) (PruneResult, error) {
 	var res PruneResult
 	if s.cfg.EvidenceRetention <= 0 {
@@ -82,12 +83,18 @@ func (s *Server) pruneCut(key string, cutoff time.Time) (uint64, error) {
 		return 0, nil // the current boot holds every record
 	}
 	var before uint64
-	err := s.st.Evidence(key, 0, d.BootStartSeq-1, func(seq uint64, raw []byte) error {
+	err := s.st.EvidenceStored(key, 0, d.BootStartSeq-1, func(seq uint64, stored time.Time, raw []byte) error {
 		var e protocol.Evidence
 		if err := protocol.Unmarshal(raw, &e); err != nil {
 			return fmt.Errorf("record %d: %w", seq, err)
 		}
-		if e.Time == 0 || !time.Unix(e.Time, 0).Before(cutoff) {
+		// The hub's own time of the record; the device's clock only for
+		// a record stored before the store kept its time.
+		at := stored
+		if at.IsZero() && e.Time != 0 {
+			at = time.Unix(e.Time, 0)
+		}
+		if at.IsZero() || !at.Before(cutoff) {
 			return errStopScan
 		}
 		if e.Quoted() {

@@ -175,6 +175,9 @@ type Store interface {
 	// Evidence calls fn for each stored record of key with seq in [from, to].
 	Evidence(key string, from, to uint64, fn func(seq uint64, raw []byte) error) error
 	EvidenceRecord(key string, seq uint64) ([]byte, error)
+	// EvidenceStored is Evidence with the time the store wrote each record
+	// (zero for a record stored before the store kept it).
+	EvidenceStored(key string, from, to uint64, fn func(seq uint64, stored time.Time, raw []byte) error) error
 	// DeleteEvidence removes, for each cut, the device's evidence records
 	// below it and says how many it removed (retention: hub/server
 	// retention.go).
@@ -245,6 +248,7 @@ type Bolt struct {
 	// last wrote or found written (Save).
 	idMu     sync.Mutex
 	idPrints map[string]uint64
+	now      func() time.Time // stamps evidence records (WithClock)
 }
 
 type commitReq struct {
@@ -331,8 +335,15 @@ func (s *Bolt) write(fn func(*bolt.Tx) error) error {
 	return <-done
 }
 
+// Option configures OpenBolt.
+type Option func(*Bolt)
+
+// WithClock sets the clock that stamps each evidence record with the time
+// the store wrote it (default time.Now; for tests that age records).
+func WithClock(now func() time.Time) Option { return func(s *Bolt) { s.now = now } }
+
 // OpenBolt opens or creates the store at path.
-func OpenBolt(path string) (*Bolt, error) {
+func OpenBolt(path string, opts ...Option) (*Bolt, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -352,7 +363,10 @@ func OpenBolt(path string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	s := &Bolt{db: db, reqs: make(chan commitReq, maxGroup), active: map[string]string{}, idPrints: map[string]uint64{}}
+	s := &Bolt{db: db, reqs: make(chan commitReq, maxGroup), active: map[string]string{}, idPrints: map[string]uint64{}, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
 	s.committed.Add(1)
 	go s.committer()
 	return s, nil
@@ -687,6 +701,10 @@ func (s *Bolt) Save(d *Device, events []Event, seq uint64, raw []byte) error {
 	if err != nil {
 		return fmt.Errorf("store: encode device %s: %w", d.Key, err)
 	}
+	var stamped []byte
+	if raw != nil {
+		stamped = stamp(raw, s.now())
+	}
 	brief, err := encodeBrief(d)
 	if err != nil {
 		return fmt.Errorf("store: encode device %s: %w", d.Key, err)
@@ -730,7 +748,7 @@ func (s *Bolt) Save(d *Device, events []Event, seq uint64, raw []byte) error {
 			if err != nil {
 				return err
 			}
-			if err := xb.Put(u64(seq), raw); err != nil {
+			if err := xb.Put(u64(seq), stamped); err != nil {
 				return err
 			}
 		}
@@ -791,6 +809,12 @@ func (s *Bolt) Events(key string, limit int) ([]Event, error) {
 
 // Evidence walks stored records.
 func (s *Bolt) Evidence(key string, from, to uint64, fn func(uint64, []byte) error) error {
+	return s.EvidenceStored(key, from, to, func(seq uint64, _ time.Time, raw []byte) error { return fn(seq, raw) })
+}
+
+// EvidenceStored is Evidence with the time the store wrote each record
+// (zero for a record stored before the store kept it).
+func (s *Bolt) EvidenceStored(key string, from, to uint64, fn func(seq uint64, stored time.Time, raw []byte) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		xb := tx.Bucket(bEvidence).Bucket([]byte(key))
 		if xb == nil {
@@ -798,7 +822,8 @@ func (s *Bolt) Evidence(key string, from, to uint64, fn func(uint64, []byte) err
 		}
 		c := xb.Cursor()
 		for k, v := c.Seek(u64(from)); k != nil && binary.BigEndian.Uint64(k) <= to; k, v = c.Next() {
-			if err := fn(binary.BigEndian.Uint64(k), append([]byte(nil), v...)); err != nil {
+			at, raw := unstamp(v)
+			if err := fn(binary.BigEndian.Uint64(k), at, bytes.Clone(raw)); err != nil {
 				return err
 			}
 		}
@@ -818,10 +843,34 @@ func (s *Bolt) EvidenceRecord(key string, seq uint64) ([]byte, error) {
 		if v == nil {
 			return ErrNotFound
 		}
-		out = append([]byte(nil), v...)
+		_, raw := unstamp(v)
+		out = bytes.Clone(raw)
 		return nil
 	})
 	return out, err
+}
+
+// An evidence record is stored behind a stamp: 0x00, then the store's
+// clock when it wrote the record (Unix nanoseconds, 8 bytes big endian).
+// Retention goes by it: a record's own time is the device's clock, its
+// word only, and a device that had set it back would have had its
+// evidence deleted early. A record is a CBOR map, which never starts with
+// 0x00, so a record stored bare (before stamps) reads as such.
+const stampLen = 9
+
+func stamp(raw []byte, t time.Time) []byte {
+	v := make([]byte, stampLen+len(raw))
+	binary.BigEndian.PutUint64(v[1:stampLen], uint64(t.UnixNano()))
+	copy(v[stampLen:], raw)
+	return v
+}
+
+// unstamp returns the stamp's time (zero for a bare record) and the record.
+func unstamp(v []byte) (time.Time, []byte) {
+	if len(v) < stampLen || v[0] != 0 {
+		return time.Time{}, v
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v[1:stampLen]))).UTC(), v[stampLen:]
 }
 
 // maxDeletes bounds the records one DeleteEvidence commit removes, so a

@@ -409,3 +409,42 @@ func TestDeleteEvidence(t *testing.T) {
 		}
 	}
 }
+
+// TestEvidenceStamp: a saved record reads back byte for byte, with the
+// time the store wrote it; a record stored bare by an older hub reads back
+// unchanged with no time.
+func TestEvidenceStamp(t *testing.T) {
+	at := time.Date(2026, 12, 6, 10, 0, 0, 123, time.UTC)
+	st, err := OpenBolt(filepath.Join(t.TempDir(), "s.db"), WithClock(func() time.Time { return at }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d := &Device{Key: "default/d", ID: "d", Fleet: "default", State: Trusted}
+	rec := []byte{0xa1, 0x01, 0x02} // a CBOR map, as every record is
+	if err := st.Save(d, nil, 1, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.write(func(tx *bolt.Tx) error {
+		return tx.Bucket(bEvidence).Bucket([]byte(d.Key)).Put(u64(2), []byte{0xa1, 0x03, 0x04})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint64]struct {
+		at  time.Time
+		raw []byte
+	}{1: {at, rec}, 2: {time.Time{}, []byte{0xa1, 0x03, 0x04}}}
+	n := 0
+	if err := st.EvidenceStored(d.Key, 0, 10, func(seq uint64, stored time.Time, raw []byte) error {
+		n++
+		if w := want[seq]; !stored.Equal(w.at) || !bytes.Equal(raw, w.raw) {
+			t.Errorf("record %d: %v %x, want %v %x", seq, stored, raw, w.at, w.raw)
+		}
+		if got, err := st.EvidenceRecord(d.Key, seq); err != nil || !bytes.Equal(got, want[seq].raw) {
+			t.Errorf("EvidenceRecord %d: %x, %v", seq, got, err)
+		}
+		return nil
+	}); err != nil || n != 2 {
+		t.Fatalf("%d records, %v", n, err)
+	}
+}
