@@ -70,7 +70,7 @@ func serve(args []string) int {
 	tlsKey := fs.String("mqtt-tls-key", "", "PEM key of the TLS listener")
 	clientCA := fs.String("mqtt-client-ca", "", "PEM CA of device client certificates (required: username = certificate CN)")
 	addrFile := fs.String("addr-file", "", "write the actual listen addresses as JSON to this file")
-	retention := fs.Duration("evidence-retention", 0, "delete evidence records older than this by device time (e.g. 2160h), except each device's current boot; 0 keeps every record")
+	retention := fs.Duration("evidence-retention", 0, "delete evidence records stored longer ago than this (e.g. 2160h), except each device's current boot; 0 keeps every record")
 	deviceCache := fs.Int("device-cache", 100000, "devices kept decoded in memory, write-through (≈ 8 KB each; 0: none)")
 	fs.Var(&webhooks, "revoke-webhook", "POST revocation events to this URL (repeatable); secret from RAT_WEBHOOK_SECRET")
 	fs.Var(&execs, "revoke-exec", "run this program on revocation (repeatable; event in env and stdin)")

@@ -65,7 +65,7 @@ type Config struct {
 	// devices that attest count; hub/server autorollout.go).
 	ReleaseWaitStale bool
 	// EvidenceRetention, when positive, makes the hub delete evidence
-	// records older than this (by device time) every hour, except those
+	// records it stored longer ago than this every hour, except those
 	// of each device's current boot (retention.go). Zero keeps every
 	// record: the store then grows by every accepted record, ≈ 1 KB each.
 	EvidenceRetention time.Duration
