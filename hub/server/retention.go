@@ -84,6 +84,9 @@ func (s *Server) pruneCut(key string, cutoff time.Time) (uint64, error) {
 	}
 	var before uint64
 	err := s.st.EvidenceStored(key, 0, d.BootStartSeq-1, func(seq uint64, stored time.Time, raw []byte) error {
+		if !stored.IsZero() && !stored.Before(cutoff) {
+			return errStopScan // kept: the scan ends here, without decoding
+		}
 		var e protocol.Evidence
 		if err := protocol.Unmarshal(raw, &e); err != nil {
 			return fmt.Errorf("record %d: %w", seq, err)
