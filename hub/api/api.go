@@ -415,6 +415,11 @@ func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) metrics(w http.ResponseWriter, _ *http.Request) {
+	counts, err := a.srv.DeviceStates()
+	if err != nil {
+		http.Error(w, "device states: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
 	m := &a.srv.Metrics
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	counters := []struct {
@@ -433,10 +438,9 @@ func (a *API) metrics(w http.ResponseWriter, _ *http.Request) {
 	for _, c := range counters {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", c.name, c.help, c.name, c.name, c.v)
 	}
-	ds, _ := a.srv.SortedDevices()
 	states := map[string]int{store.Enrolling: 0, store.Trusted: 0, store.Untrusted: 0, store.Stale: 0, store.Decommissioned: 0}
-	for _, d := range ds {
-		states[d.State]++
+	for st, n := range counts {
+		states[st] += n
 	}
 	keys := make([]string, 0, len(states))
 	for k := range states {

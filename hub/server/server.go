@@ -869,6 +869,22 @@ func (s *Server) SortedDevices() ([]store.Device, error) {
 	return ds, err
 }
 
+// DeviceStates counts the devices in each state. It reads the store's
+// briefs (≈ 100 bytes a device, kept with every save), not the records:
+// /metrics asks on every scrape, and decoding 100,000 whole records took
+// ≈ 1.5 s of CPU.
+func (s *Server) DeviceStates() (map[string]int, error) {
+	bs, err := s.briefs()
+	if err != nil {
+		return nil, err
+	}
+	n := map[string]int{}
+	for _, b := range bs {
+		n[b.State]++
+	}
+	return n, nil
+}
+
 // Fleet is the fleet this hub serves.
 func (s *Server) Fleet() string { return s.cfg.Fleet }
 
