@@ -502,9 +502,20 @@ func readDevice(tx *bolt.Tx, key, v []byte, d *Device) error {
 	if err := devDec.Unmarshal(iv, &id); err != nil {
 		return fmt.Errorf("store: device %s: identity record: %w", key, err)
 	}
+	setIdentity(d, &id)
+	return nil
+}
+
+// identityOf is d's identity fields.
+func identityOf(d *Device) *deviceIdentity {
+	return &deviceIdentity{EKPublic: d.EKPublic, EKCerts: d.EKCerts, EKVerified: d.EKVerified, EKIssuer: d.EKIssuer, TOFU: d.TOFU,
+		AKPublic: d.AKPublic, Baseline: d.Baseline, EnrolledAt: d.EnrolledAt, Binding: d.Binding}
+}
+
+// setIdentity sets d's identity fields to id's.
+func setIdentity(d *Device, id *deviceIdentity) {
 	d.EKPublic, d.EKCerts, d.EKVerified, d.EKIssuer, d.TOFU = id.EKPublic, id.EKCerts, id.EKVerified, id.EKIssuer, id.TOFU
 	d.AKPublic, d.Baseline, d.EnrolledAt, d.Binding = id.AKPublic, id.Baseline, id.EnrolledAt, id.Binding
-	return nil
 }
 
 // identityPrint fingerprints d's identity fields (Save: was it written?).
@@ -551,14 +562,11 @@ type storedDevice struct {
 // withID.
 func splitDevice(d *Device, withID bool) (rec, id []byte, err error) {
 	sd := storedDevice{Device: *d, IdentityApart: true}
-	x := &sd.Device
-	x.EKPublic, x.EKCerts, x.EKVerified, x.EKIssuer, x.TOFU = nil, nil, false, "", false
-	x.AKPublic, x.Baseline, x.EnrolledAt, x.Binding = nil, false, time.Time{}, nil
-	if rec, err = encodeDeviceAs(x, &sd); err != nil || !withID {
+	setIdentity(&sd.Device, &deviceIdentity{})
+	if rec, err = encodeDeviceAs(&sd.Device, &sd); err != nil || !withID {
 		return rec, nil, err
 	}
-	id, err = devEnc.Marshal(&deviceIdentity{EKPublic: d.EKPublic, EKCerts: d.EKCerts, EKVerified: d.EKVerified, EKIssuer: d.EKIssuer, TOFU: d.TOFU,
-		AKPublic: d.AKPublic, Baseline: d.Baseline, EnrolledAt: d.EnrolledAt, Binding: d.Binding})
+	id, err = devEnc.Marshal(identityOf(d))
 	return rec, id, err
 }
 

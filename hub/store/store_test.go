@@ -74,32 +74,28 @@ func TestDeviceRecordEncoding(t *testing.T) {
 	if err != nil || len(all) != 3 {
 		t.Fatalf("Devices: %d, %v", len(all), err)
 	}
-	for _, d := range []*Device{want, legacy, whole} {
+	same := func(what string, want, got *Device) {
+		t.Helper()
+		a, _ := json.Marshal(want)
+		b, _ := json.Marshal(got)
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s %s differs:\n%s\n%s", want.Key, what, a, b)
+		}
+	}
+	byKey := map[string]*Device{want.Key: want, legacy.Key: legacy, whole.Key: whole}
+	for _, d := range byKey {
 		got, err := st.Device(d.Key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, _ := json.Marshal(d)
-		b, _ := json.Marshal(got)
-		if !bytes.Equal(a, b) {
-			t.Errorf("%s read back differs:\n%s\n%s", d.Key, a, b)
-		}
+		same("read back", d, got)
 	}
-	for _, got := range all {
-		var d *Device
-		switch got.Key {
-		case want.Key:
-			d = want
-		case legacy.Key:
-			d = legacy
-		case whole.Key:
-			d = whole
+	for i := range all {
+		d := byKey[all[i].Key]
+		if d == nil {
+			t.Fatalf("Devices lists %s, which was never stored", all[i].Key)
 		}
-		a, _ := json.Marshal(d)
-		b, _ := json.Marshal(&got)
-		if !bytes.Equal(a, b) {
-			t.Errorf("Devices: %s differs:\n%s\n%s", got.Key, a, b)
-		}
+		same("listed by Devices", d, &all[i])
 	}
 	// Saved now, identities go apart: the record holds none of it, and
 	// both read back whole.
@@ -111,11 +107,7 @@ func TestDeviceRecordEncoding(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, _ := json.Marshal(d)
-		b, _ := json.Marshal(got)
-		if !bytes.Equal(a, b) {
-			t.Errorf("%s after its save differs:\n%s\n%s", d.Key, a, b)
-		}
+		same("after its save", d, got)
 	}
 	if err := st.db.View(func(tx *bolt.Tx) error {
 		var rec storedDevice
